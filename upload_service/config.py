@@ -1,0 +1,165 @@
+"""Settings: every variable of the configuration table, typed and validated once at start-up."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, computed_field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"  # noqa: S105 - refused in production
+_RATE = re.compile(r"^\s*\d+\s*/\s*(second|minute|hour|day)\s*$")
+_ALLOWED_ALGORITHMS = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384"}
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigurationError(Exception):
+    """Raised with one line naming the variable that is wrong."""
+
+
+class Settings(BaseSettings):
+    """Configuration from the environment and `.env`; names match the contract's table."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./var/upload_service.db"
+
+    storage_backend: Literal["local", "s3"] = "local"
+    local_storage_dir: Path = Path("./var/storage")
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+    classifier_target: str | None = None
+    classifier_timeout_s: float = Field(default=10.0, gt=0)
+
+    jwt_secret: str | None = None
+    jwt_jwks_url: str | None = None
+    jwt_algorithms: CommaList = Field(default_factory=lambda: ["HS256"])
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+    max_file_size_mb: int = Field(default=50, gt=0, le=5 * 1024)
+    upload_buffer_budget_mb: int = Field(default=64, ge=16)
+    allowed_extensions: CommaList = Field(
+        default_factory=lambda: [".pdf", ".png", ".jpg", ".jpeg", ".docx"]
+    )
+    cors_allow_origins: CommaList = Field(default_factory=list)
+
+    rate_limit_storage_url: str = "memory://"
+    upload_rate_limit: str = "100/minute"
+    query_rate_limit: str = "1000/minute"
+
+    notification_url: str | None = None
+    notification_secret: str | None = None
+
+    worker_enabled: bool = True
+    worker_concurrency: int = Field(default=4, ge=1, le=256)
+    job_lease_s: float = Field(default=30.0, gt=0)
+    job_max_attempts: int = Field(default=5, ge=1)
+
+    readiness_timeout_s: float = Field(default=2.0, gt=0)
+    readiness_requires_classifier: bool = False
+
+    log_format: Literal["console", "json"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("jwt_algorithms", "allowed_extensions", "cors_allow_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_extensions")
+    @classmethod
+    def _normalise_extensions(cls, value: list[str]) -> list[str]:
+        known = {".pdf", ".png", ".jpg", ".jpeg", ".docx"}
+        out = [ext.lower() if ext.startswith(".") else f".{ext.lower()}" for ext in value]
+        unknown = sorted(set(out) - known)
+        if unknown:
+            raise ValueError(f"unsupported extension(s) {unknown}; known: {sorted(known)}")
+        return out
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        bad = sorted(set(value) - _ALLOWED_ALGORITHMS)
+        if bad or not value:
+            raise ValueError(f"must list algorithms from {sorted(_ALLOWED_ALGORITHMS)}")
+        return value
+
+    @field_validator("upload_rate_limit", "query_rate_limit")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        if not _RATE.match(value):
+            raise ValueError("must look like '100/minute'")
+        return value.replace(" ", "")
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.jwt_secret is None and self.environment == "development":
+            self.jwt_secret = DEV_JWT_SECRET
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("S3_BUCKET is required when STORAGE_BACKEND=s3")
+        if self.environment == "production":
+            if self.jwt_secret == DEV_JWT_SECRET:
+                raise ValueError("JWT_SECRET: the development secret is refused in production")
+            if self.is_sqlite:
+                raise ValueError("DATABASE_URL: SQLite is refused in production")
+            if self.notification_url and not self.notification_secret:
+                raise ValueError("NOTIFICATION_SECRET is required with NOTIFICATION_URL")
+        if self.jwt_secret is None and self.jwt_jwks_url is None:
+            raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set outside development")
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def max_file_size_bytes(self) -> int:
+        return self.max_file_size_mb * 1024 * 1024
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def upload_buffer_budget_bytes(self) -> int:
+        return self.upload_buffer_budget_mb * 1024 * 1024
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def effective_log_format(self) -> Literal["console", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.environment == "development" else "json"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning a validation failure into one line that names the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]).upper()
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{field}: {message}" if field else message) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return load_settings()

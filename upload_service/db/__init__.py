@@ -1,0 +1,1 @@
+"""Database adapter: ORM models and the engine/session factory."""

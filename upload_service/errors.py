@@ -1,0 +1,172 @@
+"""The domain error hierarchy: services raise these; `exception_handlers` turns them into HTTP.
+
+This module imports no web framework so that every layer, adapters included, may raise them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class UploadServiceError(Exception):
+    """Base of every error a client may see; carries its HTTP status and stable code."""
+
+    status_code: ClassVar[int] = 500
+    error_code: ClassVar[str] = "INTERNAL_ERROR"
+    default_message: ClassVar[str] = "Internal server error"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class MalformedUpload(UploadServiceError):
+    status_code = 400
+    error_code = "MALFORMED_UPLOAD"
+    default_message = "The upload is not a valid multipart body with one file part"
+
+
+class Unauthenticated(UploadServiceError):
+    status_code = 401
+    error_code = "UNAUTHENTICATED"
+    default_message = "Authentication required"
+
+    def __init__(self, message: str | None = None, *, token_sent: bool = False) -> None:
+        challenge = 'Bearer realm="upload-service"'
+        if token_sent:
+            challenge += ', error="invalid_token"'
+        super().__init__(message, headers={"WWW-Authenticate": challenge})
+
+
+class Forbidden(UploadServiceError):
+    status_code = 403
+    error_code = "FORBIDDEN"
+    default_message = "The token lacks the required scope"
+
+
+class NotFound(UploadServiceError):
+    status_code = 404
+    error_code = "NOT_FOUND"
+    default_message = "Not found"
+
+
+class DocumentNotFound(NotFound):
+    error_code = "DOCUMENT_NOT_FOUND"
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(f"Document {doc_id} not found")
+
+
+class TaskNotFound(NotFound):
+    error_code = "TASK_NOT_FOUND"
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"Task {task_id} not found")
+
+
+class MethodNotAllowed(UploadServiceError):
+    status_code = 405
+    error_code = "METHOD_NOT_ALLOWED"
+    default_message = "Method not allowed"
+
+
+class IdempotencyConflict(UploadServiceError):
+    status_code = 409
+    error_code = "IDEMPOTENCY_CONFLICT"
+    default_message = "The Idempotency-Key was already used with a different file"
+
+
+class FileTooLarge(UploadServiceError):
+    status_code = 413
+    error_code = "FILE_TOO_LARGE"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            f"The file is larger than the limit of {max_bytes} bytes",
+            details={"max_bytes": max_bytes},
+        )
+
+
+class UnsupportedFileType(UploadServiceError):
+    status_code = 422
+    error_code = "UNSUPPORTED_FILE_TYPE"
+
+    def __init__(self, message: str, allowed: list[str]) -> None:
+        super().__init__(message, details={"allowed": allowed})
+
+
+class EmptyFile(UploadServiceError):
+    status_code = 422
+    error_code = "EMPTY_FILE"
+    default_message = "The file is empty"
+
+
+class RequestValidationFailed(UploadServiceError):
+    status_code = 422
+    error_code = "VALIDATION_ERROR"
+    default_message = "Request validation failed"
+
+
+class RateLimited(UploadServiceError):
+    status_code = 429
+    error_code = "RATE_LIMITED"
+    default_message = "Rate limit exceeded"
+
+    def __init__(self, retry_after_s: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(headers={**(headers or {}), "Retry-After": str(max(1, retry_after_s))})
+
+
+class ServiceUnavailable(UploadServiceError):
+    status_code = 503
+    error_code = "SERVICE_UNAVAILABLE"
+    default_message = "A dependency is unavailable; try again shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class StorageUnavailable(ServiceUnavailable):
+    default_message = "Storage is unavailable; try again shortly"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    default_message = "The database is unavailable; try again shortly"
+
+
+class ClientDisconnected(UploadServiceError):
+    """The client went away mid-request; nothing is answered, everything is rolled back."""
+
+    status_code = 400
+    error_code = "MALFORMED_UPLOAD"
+    default_message = "The client disconnected before the body was complete"
+
+
+class ClassifierError(UploadServiceError):
+    """Base of classifier failures; the job queue retries these."""
+
+    status_code = 503
+    error_code = "CLASSIFIER_UNAVAILABLE"
+    default_message = "The classifier failed"
+
+
+class ClassifierUnavailable(ClassifierError):
+    default_message = "The classifier is unavailable"
+
+
+class ClassifierTimeout(ClassifierError):
+    error_code = "CLASSIFIER_TIMEOUT"
+    default_message = "The classifier did not answer before its deadline"
+
+
+class ClassifierRejected(ClassifierError):
+    status_code = 422
+    error_code = "CLASSIFICATION_FAILED"
+    default_message = "The classifier refused the document"

@@ -1,0 +1,63 @@
+"""The storage protocol that the upload pipeline and the job handlers talk to."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive byte range, already checked against the object's size."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class ObjectWriter(Protocol):
+    """A write in progress: bytes go out as they come; nothing is visible before `commit`."""
+
+    async def write(self, chunk: bytes) -> None:
+        """Append bytes; may wait (backpressure) while the process's buffer budget is spent."""
+        ...
+
+    async def commit(self) -> None:
+        """Make the object visible under its key, complete, at once."""
+        ...
+
+    async def abort(self) -> None:
+        """Discard everything written (temporary file, S3 multipart upload); never raises."""
+        ...
+
+
+class Storage(Protocol):
+    """Where document bytes live."""
+
+    async def open_writer(self, key: str, content_type: str) -> ObjectWriter:
+        """Start writing a new object under `key`."""
+        ...
+
+    def read(self, key: str, byte_range: ByteRange | None = None) -> AsyncIterator[bytes]:
+        """Stream the object's bytes, or a range of them."""
+        ...
+
+    async def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; deleting a missing object is not an error."""
+        ...
+
+    async def check(self) -> None:
+        """Health check for readiness; raises `StorageUnavailable` when unreachable."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release clients and threads."""
+        ...
