@@ -170,3 +170,31 @@ class ClassifierRejected(ClassifierError):
     status_code = 422
     error_code = "CLASSIFICATION_FAILED"
     default_message = "The classifier refused the document"
+
+
+class RangeNotSatisfiable(UploadServiceError):
+    status_code = 416
+    error_code = "RANGE_NOT_SATISFIABLE"
+    default_message = "The requested range is not satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(headers={"Content-Range": f"bytes */{size}"})
+
+
+def error_body(
+    error_code: str,
+    message: str,
+    request_id: str | None,
+    details: dict[str, Any] | None = None,
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The contract's error envelope as a plain dict (`errors` only for validation failures)."""
+    body: dict[str, Any] = {
+        "error_code": error_code,
+        "message": message,
+        "request_id": request_id,
+        "details": details,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body

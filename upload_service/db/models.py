@@ -123,7 +123,5 @@ class IdempotencyKey(Base):
     owner: Mapped[str] = mapped_column(String(255), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
-    doc_id: Mapped[str] = mapped_column(
-        String(40), ForeignKey("documents.id", ondelete="CASCADE")
-    )
+    doc_id: Mapped[str] = mapped_column(String(40), ForeignKey("documents.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

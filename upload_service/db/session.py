@@ -6,16 +6,19 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
 def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine tuned for the backend: pooled asyncpg, or SQLite with WAL."""
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(
-            database_url, echo=echo, connect_args={"timeout": 30}
-        )
+        engine = create_async_engine(database_url, echo=echo, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(

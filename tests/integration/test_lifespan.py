@@ -1,0 +1,43 @@
+"""Lifespan: resources open in order, close in reverse, and a failed start closes what it built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.app import MakeSettings, running_app
+from upload_service.lifespan import Resources, open_resources
+from upload_service.main import create_app
+
+
+async def test_resources_close_in_reverse_order(make_settings: MakeSettings) -> None:
+    resources = Resources(settings=make_settings())
+    async with open_resources(resources.settings, into=resources):
+        assert resources.sessions is not None
+        assert resources.http is not None
+        assert not resources.http.is_closed
+    assert resources.closed == ["classifier", "storage", "http", "database"]
+    assert resources.http.is_closed
+
+
+async def test_failed_start_closes_what_was_already_built(
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
+    # Storage is step 3: a storage root that is a file cannot be opened.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("x")
+    resources = Resources(settings=make_settings(local_storage_dir=blocker / "storage"))
+    with pytest.raises(NotADirectoryError):
+        async with open_resources(resources.settings, into=resources):
+            pytest.fail("start-up should not have succeeded")
+    assert resources.closed == ["http", "database"]
+    assert resources.http is not None
+    assert resources.http.is_closed
+
+
+async def test_app_publishes_resources_on_state(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings())
+    async with running_app(app):
+        assert isinstance(app.state.resources, Resources)
+        assert app.state.resources.storage is not None

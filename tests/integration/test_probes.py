@@ -1,0 +1,92 @@
+"""Probes: liveness touches nothing; readiness follows the database and storage for real."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.fixtures.app import MakeSettings, running_app
+from tests.fixtures.network import TcpProxy
+from upload_service.main import create_app
+
+
+@pytest.fixture
+async def db_proxy(pg_url: str) -> AsyncIterator[TcpProxy]:
+    url = make_url(pg_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+async def test_health_is_alive_without_touching_dependencies(make_settings: MakeSettings) -> None:
+    dead_db = "postgresql+asyncpg://postgres@127.0.0.1:1/nothing"
+    async with running_app(create_app(make_settings(database_url=dead_db))) as client:
+        response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "alive"
+    assert response.json()["timestamp"].endswith("Z")
+
+
+async def test_readiness_follows_the_database_down_and_up(
+    make_settings: MakeSettings, pg_url: str, db_proxy: TcpProxy
+) -> None:
+    proxied = make_url(pg_url).set(port=db_proxy.port).render_as_string(hide_password=False)
+    settings = make_settings(database_url=proxied, readiness_timeout_s=1)
+    async with running_app(create_app(settings)) as client:
+        ready = await client.get("/readiness")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["status"] == "ready"
+        assert ready.json()["checks"]["database"] == "ok"
+        assert ready.json()["checks"]["storage"] == "ok"
+
+        await db_proxy.stop()
+        down = await client.get("/readiness")
+        assert down.status_code == 503
+        assert down.json()["status"] == "not_ready"
+        assert down.json()["checks"]["database"].startswith("error: ")
+        assert len(down.json()["checks"]["database"]) <= 100
+        assert "postgres@" not in down.text
+
+        await db_proxy.start()
+        again = await client.get("/readiness")
+        assert again.status_code == 200, again.text
+
+
+async def test_readiness_follows_s3_storage_down_and_up(
+    make_settings: MakeSettings, moto_server: str, s3_bucket: str
+) -> None:
+    endpoint = urlsplit(moto_server)
+    proxy = TcpProxy(endpoint.hostname or "127.0.0.1", endpoint.port or 80)
+    await proxy.start()
+    settings = make_settings(
+        storage_backend="s3",
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+        s3_region="us-east-1",
+        readiness_timeout_s=2,
+    )
+    try:
+        async with running_app(create_app(settings)) as client:
+            assert (await client.get("/readiness")).status_code == 200
+            await proxy.stop()
+            down = await client.get("/readiness")
+            assert down.status_code == 503
+            assert down.json()["checks"]["storage"].startswith("error: ")
+            assert down.json()["checks"]["database"] == "ok"
+            await proxy.start()
+            assert (await client.get("/readiness")).status_code == 200
+    finally:
+        await proxy.stop()
+
+
+async def test_readiness_is_503_while_shutting_down(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings())
+    async with running_app(app) as client:
+        app.state.resources.shutting_down = True
+        response = await client.get("/readiness")
+    assert response.status_code == 503
+    assert response.json()["status"] == "shutting_down"

@@ -1,0 +1,1 @@
+"""Specifications of the pure upload building blocks: multipart, sniffing, filenames."""

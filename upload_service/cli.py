@@ -1,0 +1,109 @@
+"""The `upload-service` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from upload_service.config import ConfigurationError, Settings, get_settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from upload_service.db.migrate import upgrade_to_head
+
+    if settings.is_sqlite:
+        upgrade_to_head(settings.database_url)
+    uvicorn.run(
+        "upload_service.main:app",
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        log_level=settings.log_level.lower(),
+        lifespan="on",
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from upload_service.db.migrate import upgrade_to_head
+
+    upgrade_to_head(settings.database_url)
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from upload_service.auth import mint_token
+
+    if not settings.jwt_secret:
+        print("JWT_SECRET: required to mint a token", file=sys.stderr)
+        return 2
+    print(
+        mint_token(
+            settings.jwt_secret, args.sub, email=args.email, scopes=args.scope, ttl_s=args.ttl
+        )
+    )
+    return 0
+
+
+def _openapi(args: argparse.Namespace, settings: Settings) -> int:
+    from upload_service.main import create_app
+
+    print(json.dumps(create_app(settings).openapi(), indent=2))
+    return 0
+
+
+def _classifier_server(args: argparse.Namespace, _settings: Settings) -> int:
+    from upload_service.classifier.server import run_server
+
+    run_server(args.port, args.host)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="upload-service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="migrate the embedded database if needed, then run")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--reload", action="store_true")
+    serve.set_defaults(run=_serve)
+
+    commands.add_parser("migrate", help="alembic upgrade head").set_defaults(run=_migrate)
+
+    token = commands.add_parser("token", help="print a development token signed with JWT_SECRET")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--email")
+    token.add_argument("--scope", action="append", default=[])
+    token.add_argument("--ttl", type=int, default=3600)
+    token.set_defaults(run=_token)
+
+    openapi = commands.add_parser("openapi", help="print the OpenAPI document")
+    openapi.add_argument("--internal", action="store_true")
+    openapi.set_defaults(run=_openapi)
+
+    classifier = commands.add_parser("classifier-server", help="serve the reference classifier")
+    classifier.add_argument("--host", default="127.0.0.1")
+    classifier.add_argument("--port", type=int, default=50051)
+    classifier.set_defaults(run=_classifier_server)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, load settings (one clear line when they are wrong), run."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    return run(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

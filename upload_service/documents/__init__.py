@@ -1,0 +1,1 @@
+"""Documents: the streaming upload pipeline and the rules a stored document obeys."""

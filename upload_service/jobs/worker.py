@@ -1,0 +1,313 @@
+"""The job worker: claims due jobs, runs up to `WORKER_CONCURRENCY` at once, keeps their leases.
+
+One dispatcher task claims as many jobs as there are free slots (a few per statement) and starts
+a task for each, so a claimed job is always a running job; a housekeeping task renews the leases
+of running jobs and puts back in the queue the jobs of workers that died. `stop()` stops claiming,
+lets running jobs finish for a while, then hands back what is left so another worker can take it
+at once instead of waiting for the lease to run out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+from contextlib import suppress
+from functools import partial
+
+import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from ulid import ULID
+
+from upload_service.classifier.base import Classifier
+from upload_service.config import Settings
+from upload_service.context import correlation_id_var
+from upload_service.db.models import Document
+from upload_service.jobs.handlers import (
+    FAILURE_EFFECTS,
+    HANDLERS,
+    Effects,
+    HandlerContext,
+    PermanentJobError,
+    describe_error,
+    is_permanent,
+)
+from upload_service.jobs.queue import (
+    Backoff,
+    ClaimedJob,
+    JobKind,
+    claim_jobs,
+    mark_failed,
+    mark_succeeded,
+    release_jobs,
+    renew_leases,
+    requeue_expired,
+    schedule_retry,
+)
+from upload_service.storage.base import Storage
+
+logger = logging.getLogger(__name__)
+
+MAX_CLAIM_BATCH = 10
+MAX_DB_ERROR_PAUSE_S = 5.0
+RELEASE_TIMEOUT_S = 5.0
+
+
+def default_worker_id() -> str:
+    """Host, pid and a random suffix: unique per worker, and readable in `jobs.locked_by`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{str(ULID())[-6:]}"
+
+
+class Worker:
+    """Drains the job queue with `settings.worker_concurrency` jobs in flight at most."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        storage: Storage,
+        classifier: Classifier,
+        http: httpx.AsyncClient,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        backoff: Backoff | None = None,
+        poll_interval_s: float = 0.25,
+        concurrency: int | None = None,
+    ) -> None:
+        self.worker_id = worker_id or default_worker_id()
+        self._sessions = sessions
+        self._ctx = HandlerContext(
+            sessions=sessions, storage=storage, classifier=classifier, http=http, settings=settings
+        )
+        self._backoff = backoff or Backoff()
+        self._poll_interval_s = poll_interval_s
+        self._concurrency = concurrency or settings.worker_concurrency
+        self._lease_s = settings.job_lease_s
+        # Renew well before expiry, so one slow round trip does not cost a lease.
+        self._housekeeping_s = max(0.1, min(self._lease_s / 3, 10.0))
+        self._inflight: dict[str, tuple[ClaimedJob, asyncio.Task[None]]] = {}
+        self._finishing: set[str] = set()
+        self._lost: set[str] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._housekeeper: asyncio.Task[None] | None = None
+
+    @property
+    def running_job_ids(self) -> set[str]:
+        """Ids of the jobs this worker is running now."""
+        return set(self._inflight)
+
+    async def start(self) -> None:
+        """Start claiming and running jobs in background tasks."""
+        if self._dispatcher is not None:
+            raise RuntimeError("the worker is already started")
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
+        self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="job-leases")
+        logger.info("worker %s started (concurrency %d)", self.worker_id, self._concurrency)
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a grace period, then release
+        """Stop claiming, let running jobs finish for up to `timeout` s, release the rest."""
+        if self._dispatcher is None or self._stopping:
+            return
+        self._stopping = True
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        await _finish_or_cancel({self._dispatcher}, deadline - loop.time())
+        # Taken before cancelling: a task's done-callback removes it from `_inflight`.
+        entries = dict(self._inflight)
+        unfinished = await _finish_or_cancel(
+            {task for _, task in entries.values()}, deadline - loop.time()
+        )
+        held = sorted(
+            job_id
+            for job_id, (_, task) in entries.items()
+            if task in unfinished and job_id not in self._lost
+        )
+        if held:
+            await self._release(held)
+        if self._housekeeper is not None:
+            await _finish_or_cancel({self._housekeeper}, 0)
+        logger.info("worker %s stopped", self.worker_id)
+
+    async def _release(self, job_ids: list[str]) -> None:
+        try:
+            async with asyncio.timeout(RELEASE_TIMEOUT_S), self._sessions.begin() as session:
+                released = await release_jobs(session, worker_id=self.worker_id, job_ids=job_ids)
+                doc_ids = [j.doc_id for j in released if j.kind == JobKind.CLASSIFY and j.doc_id]
+                if doc_ids:
+                    await session.execute(
+                        update(Document)
+                        .where(Document.id.in_(doc_ids), Document.status == "processing")
+                        .values(status="queued")
+                        .execution_options(synchronize_session=False)
+                    )
+        except Exception:
+            # Not fatal: the leases run out and another worker takes the jobs then.
+            logger.exception("worker %s could not release %d job(s)", self.worker_id, len(job_ids))
+            return
+        logger.info("worker %s released %d unfinished job(s)", self.worker_id, len(released))
+
+    async def _dispatch_loop(self) -> None:
+        errors = 0
+        while not self._stopping:
+            # Cleared before counting free slots: a job ending after this line wakes us up.
+            self._wake.clear()
+            free = self._concurrency - len(self._inflight)
+            if free <= 0:
+                await self._pause(self._poll_interval_s * 4)
+                continue
+            try:
+                async with self._sessions.begin() as session:
+                    jobs = await claim_jobs(
+                        session,
+                        worker_id=self.worker_id,
+                        limit=min(free, MAX_CLAIM_BATCH),
+                        lease_s=self._lease_s,
+                    )
+            except Exception:
+                errors += 1
+                logger.exception("worker %s could not claim jobs", self.worker_id)
+                await self._pause(min(MAX_DB_ERROR_PAUSE_S, self._poll_interval_s * 2**errors))
+                continue
+            errors = 0
+            for job in jobs:
+                task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+                self._inflight[job.id] = (job, task)
+                task.add_done_callback(partial(self._forget, job.id))
+            if not jobs:
+                # Jitter keeps idle workers from polling in lock step.
+                await self._pause(self._poll_interval_s * random.uniform(0.5, 1.5))  # noqa: S311
+
+    def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
+        self._inflight.pop(job_id, None)
+        self._finishing.discard(job_id)
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._housekeeping_s)
+            try:
+                await self._renew_and_reap()
+            except Exception:
+                logger.exception("worker %s could not renew leases", self.worker_id)
+
+    async def _renew_and_reap(self) -> None:
+        held = set(self._inflight)
+        async with self._sessions.begin() as session:
+            renewed = await renew_leases(
+                session, worker_id=self.worker_id, job_ids=held, lease_s=self._lease_s
+            )
+        for job_id in held - renewed:
+            entry = self._inflight.get(job_id)
+            if entry is None or job_id in self._finishing:
+                continue  # It ended while we were renewing.
+            logger.warning("job %s: lease lost; another worker owns it now", job_id)
+            self._lost.add(job_id)
+            entry[1].cancel()
+        async with self._sessions.begin() as session:
+            requeued = await requeue_expired(session)
+        if requeued:
+            logger.warning("requeued %d job(s) whose worker died: %s", len(requeued), requeued)
+
+    async def _run(self, job: ClaimedJob) -> None:
+        token = correlation_id_var.set(job.correlation_id)
+        try:
+            await self._execute(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Its lease runs out and it runs again; at least once, never lost.
+            logger.exception("job %s: could not record its outcome", job.id)
+        finally:
+            correlation_id_var.reset(token)
+
+    async def _execute(self, job: ClaimedJob) -> None:
+        logger.debug("job %s (%s) attempt %d/%d", job.id, job.kind, job.attempts, job.max_attempts)
+        if job.attempts > job.max_attempts:
+            # Claimed again after its worker died on the last attempt it had.
+            await self._fail(job, "The worker was lost during the last attempt")
+            return
+        handler = HANDLERS.get(job.kind)
+        try:
+            if handler is None:
+                raise PermanentJobError(f"Unknown job kind {job.kind!r}")
+            effects = await handler(self._ctx, job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._after_error(job, exc)
+            return
+        await self._succeed(job, effects)
+
+    async def _succeed(self, job: ClaimedJob, effects: Effects | None) -> None:
+        self._finishing.add(job.id)
+        async with self._sessions.begin() as session:
+            if not await mark_succeeded(session, job, worker_id=self.worker_id):
+                logger.warning("job %s: lease lost before success was recorded", job.id)
+                return
+            if effects is not None:
+                await effects(session)
+        logger.debug("job %s succeeded", job.id)
+
+    async def _after_error(self, job: ClaimedJob, exc: Exception) -> None:
+        message = describe_error(exc)
+        unexpected = message.startswith("Unexpected error")
+        if job.is_last_attempt or is_permanent(exc):
+            logger.error(
+                "job %s (%s) failed after %d attempt(s): %s",
+                job.id,
+                job.kind,
+                job.attempts,
+                message,
+                exc_info=exc if unexpected else None,
+            )
+            await self._fail(job, message)
+            return
+        delay_s = self._backoff.delay_s(job.attempts)
+        logger.warning(
+            "job %s (%s) attempt %d/%d failed: %s; retrying in %.1fs",
+            job.id,
+            job.kind,
+            job.attempts,
+            job.max_attempts,
+            message,
+            delay_s,
+            exc_info=exc if unexpected else None,
+        )
+        self._finishing.add(job.id)
+        async with self._sessions.begin() as session:
+            await schedule_retry(
+                session, job, worker_id=self.worker_id, error=message, delay_s=delay_s
+            )
+
+    async def _fail(self, job: ClaimedJob, message: str) -> None:
+        self._finishing.add(job.id)
+        failure_effects = FAILURE_EFFECTS.get(job.kind)
+        async with self._sessions.begin() as session:
+            if not await mark_failed(session, job, worker_id=self.worker_id, error=message):
+                return
+            if failure_effects is not None:
+                await failure_effects(self._ctx, job, message)(session)
+
+
+async def _finish_or_cancel(
+    tasks: set[asyncio.Task[None]], grace_s: float
+) -> set[asyncio.Task[None]]:
+    """Wait up to `grace_s` for `tasks`, then cancel the rest; returns those cancelled."""
+    if not tasks:
+        return set()
+    _, pending = await asyncio.wait(tasks, timeout=max(0.0, grace_s))
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=RELEASE_TIMEOUT_S)
+    return pending

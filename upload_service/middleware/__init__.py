@@ -1,0 +1,1 @@
+"""Pure ASGI middleware, one concern a module; `stack.py` lists them in execution order."""

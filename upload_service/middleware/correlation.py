@@ -1,0 +1,39 @@
+"""Correlation id: incoming `X-Correlation-ID`, else the request id; kept in a contextvar.
+
+The contextvar is what log lines, outbound HTTP calls and gRPC metadata read, and what a job
+row records so the work it causes carries the same id.
+"""
+
+from __future__ import annotations
+
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from upload_service.context import correlation_id_var
+from upload_service.middleware.asgi import incoming_header, send_with_header
+
+_VALID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class CorrelationIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = incoming_header(scope, b"x-correlation-id")
+        if raw is not None and _VALID.match(raw):
+            correlation_id = raw.decode()
+        else:
+            correlation_id = scope["state"]["request_id"]
+        token = correlation_id_var.set(correlation_id)
+        encoded = correlation_id.encode()
+        try:
+            await self.app(
+                scope, receive, send_with_header(send, b"x-correlation-id", lambda: encoded)
+            )
+        finally:
+            correlation_id_var.reset(token)

@@ -1,0 +1,32 @@
+"""Request id: keep a well-formed `X-Request-ID`, else mint one; echo it on the response."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+from ulid import ULID
+
+from upload_service.context import request_id_var
+from upload_service.middleware.asgi import incoming_header, send_with_header
+
+_VALID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = incoming_header(scope, b"x-request-id")
+        request_id = raw.decode() if raw is not None and _VALID.match(raw) else str(ULID())
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        encoded = request_id.encode()
+        try:
+            await self.app(scope, receive, send_with_header(send, b"x-request-id", lambda: encoded))
+        finally:
+            request_id_var.reset(token)

@@ -1,0 +1,75 @@
+"""The middleware stack, written once in execution order (outermost first)."""
+
+from __future__ import annotations
+
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+
+from upload_service.config import Settings
+from upload_service.middleware.catch_all import CatchAllMiddleware
+from upload_service.middleware.correlation import CorrelationIdMiddleware
+from upload_service.middleware.early_auth import EarlyAuthMiddleware
+from upload_service.middleware.request_id import RequestIdMiddleware
+from upload_service.middleware.timing import TimingMiddleware
+
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "X-Correlation-ID",
+    "X-Process-Time",
+    "Retry-After",
+    "Location",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Idempotent-Replayed",
+    "Content-Disposition",
+    "ETag",
+]
+
+# Stored documents are served as they are: never compress a download.
+NEVER_COMPRESSED = (
+    *DEFAULT_EXCLUDED_CONTENT_TYPES,
+    "application/pdf",
+    "application/octet-stream",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+)
+
+
+def middleware_stack(settings: Settings) -> list[Middleware]:
+    """Outermost first: the order a request meets them on the way in.
+
+    Request id, timing and correlation come first so every response, errors included, carries
+    their headers; the catch-all sits inside them so a 500 still passes back through them; CORS
+    wraps early auth so a 401 to an allowed origin carries CORS headers and a preflight needs no
+    token; gzip is innermost and only ever sees JSON worth compressing.
+    """
+    return [
+        Middleware(RequestIdMiddleware),
+        Middleware(TimingMiddleware),
+        Middleware(CorrelationIdMiddleware),
+        Middleware(CatchAllMiddleware),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "X-Request-ID",
+                "X-Correlation-ID",
+                "If-None-Match",
+                "Range",
+            ],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        ),
+        Middleware(EarlyAuthMiddleware),
+        Middleware(
+            GZipMiddleware,
+            minimum_size=1000,
+            compresslevel=6,
+            exclude_content_types=NEVER_COMPRESSED,
+        ),
+    ]

@@ -1,0 +1,76 @@
+"""The job worker as a process of its own (`upload-service worker`): runs until SIGTERM or SIGINT.
+
+`python -m upload_service.worker_process` does the same with settings from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from upload_service.config import ConfigurationError, Settings, load_settings
+from upload_service.jobs.queue import Backoff
+from upload_service.jobs.worker import Worker
+from upload_service.lifespan import open_resources
+
+logger = logging.getLogger(__name__)
+
+# Below Kubernetes' default terminationGracePeriodSeconds (30 s): running jobs may finish, and
+# what is left is released in time for another worker to take it at once.
+SHUTDOWN_GRACE_S = 20.0
+
+
+async def run_worker(
+    settings: Settings,
+    *,
+    backoff: Backoff | None = None,
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run a worker on its own resources until SIGTERM/SIGINT (or `stop` is set), then stop it."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with open_resources(settings) as resources:
+            assert resources.sessions is not None
+            assert resources.storage is not None
+            assert resources.classifier is not None
+            assert resources.http is not None
+            worker = Worker(
+                resources.sessions,
+                resources.storage,
+                resources.classifier,
+                resources.http,
+                settings,
+                backoff=backoff,
+            )
+            await worker.start()
+            try:
+                await stop.wait()
+                logger.info("worker %s: stop requested", worker.worker_id)
+            finally:
+                await worker.stop(shutdown_grace_s)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def main() -> None:
+    """Entry point of `python -m upload_service.worker_process`."""
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        sys.exit(f"configuration error: {exc}")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()
