@@ -50,6 +50,8 @@ UPLOAD_BODY: dict[str, Any] = {
     },
 }
 
+BINARY = {"type": "string", "format": "binary"}
+
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$"),
@@ -143,9 +145,7 @@ async def batch_check(
     body: BatchCheckIn, db: DbSession, user: CurrentUser, storage: StorageDep
 ) -> BatchCheckOut:
     """For each id: yours, and its bytes are in storage."""
-    return BatchCheckOut(
-        results=await service.check_documents(db, storage, user.sub, body.doc_ids)
-    )
+    return BatchCheckOut(results=await service.check_documents(db, storage, user.sub, body.doc_ids))
 
 
 @router.get("/{doc_id}", operation_id="get_document", summary="Get a document")
@@ -160,7 +160,11 @@ async def get_document(doc_id: str, db: DbSession, user: CurrentUser) -> Documen
     summary="Download a document's bytes",
     response_class=StreamingResponse,
     responses={
-        200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+        200: {
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
+        },
         206: {"description": "A single byte range"},
         304: {"description": "Not modified (If-None-Match)"},
         416: {"description": "Range not satisfiable"},

@@ -156,7 +156,7 @@ async def serve(
     server = grpc.aio.server(options=SERVER_OPTIONS)
     servicer = ClassifierServicer(classifier or InProcessClassifier(), count_file)
     classifier_pb2_grpc.add_DocumentClassifierServicer_to_server(servicer, server)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

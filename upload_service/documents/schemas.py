@@ -94,7 +94,9 @@ class DocumentPage(BaseModel):
     """One page of the caller's documents, newest first."""
 
     items: list[DocumentOut]
-    next_cursor: str | None = Field(default=None, examples=["ZG9jXzAxSE4zSzhWMk5LRFE3SFRYSkZSOUNQV0sw"])
+    next_cursor: str | None = Field(
+        default=None, examples=["ZG9jXzAxSE4zSzhWMk5LRFE3SFRYSkZSOUNQV0sw"]
+    )
 
 
 class BatchCheckIn(BaseModel):

@@ -216,6 +216,5 @@ async def _replay(
 async def _delete_quietly(storage: Storage, key: str) -> None:
     try:
         await storage.delete(key)
-    except Exception:  # noqa: BLE001 - the janitor removes what this could not
+    except Exception:
         logger.exception("could not delete orphaned object %s", key)
-

@@ -41,6 +41,12 @@ async def write_all(writer: ObjectWriter, data: bytes, chunk_size: int = 64 * 10
         await writer.write(chunk)
 
 
+async def write_and_commit(writer: ObjectWriter, data: bytes) -> None:
+    """Feed `data` to the writer, then commit it."""
+    await write_all(writer, data)
+    await writer.commit()
+
+
 async def read_all(storage: Storage, key: str, byte_range: ByteRange | None = None) -> bytes:
     """All the bytes `read` streams."""
     return b"".join([chunk async for chunk in storage.read(key, byte_range)])
@@ -259,8 +265,7 @@ async def test_failure_on_third_part_leaves_no_incomplete_multipart_upload(
     try:
         writer = await storage.open_writer(KEY, "application/pdf")
         with pytest.raises(StorageUnavailable, match="injected"):
-            await write_all(writer, payload(4 * PART))
-            await writer.commit()
+            await write_and_commit(writer, payload(4 * PART))
 
         assert incomplete_uploads(s3_client, s3_bucket) == []
         assert object_keys(s3_client, s3_bucket) == []

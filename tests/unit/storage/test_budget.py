@@ -99,11 +99,17 @@ async def test_a_waiter_cancelled_just_after_being_granted_gives_the_bytes_back(
 
 async def test_reserve_returns_the_bytes_even_when_the_block_fails() -> None:
     budget = BufferBudget(10)
+    seen_inside: list[int] = []
+
+    async def fail_while_holding() -> None:
+        async with budget.reserve(7):
+            seen_inside.append(budget.available)
+            raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        async with budget.reserve(7):
-            assert budget.available == 3
-            raise RuntimeError("boom")
+        await fail_while_holding()
+
+    assert seen_inside == [3]
 
     assert budget.available == 10
 
