@@ -24,7 +24,9 @@ class ConfigurationError(Exception):
 class Settings(BaseSettings):
     """Configuration from the environment and `.env`; names match the contract's table."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./var/upload_service.db"

@@ -15,6 +15,7 @@ import os
 import tempfile
 import time
 from collections.abc import AsyncGenerator, Callable
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, TypeVar
 
@@ -232,11 +233,11 @@ class LocalStorage:
         except OSError as exc:
             raise StorageUnavailable("local storage directory is not writable") from exc
 
-    async def remove_stale_temp_files(self, older_than_s: float) -> int:
-        """Delete temporary files a crash left behind that are older than `older_than_s`."""
+    async def abort_incomplete_uploads(self, older_than: timedelta) -> int:
+        """Delete temporary files a crash left, older than `older_than` (for the janitor)."""
 
         def sweep() -> int:
-            cutoff = time.time() - older_than_s
+            cutoff = time.time() - older_than.total_seconds()
             removed = 0
             for path in self._root.rglob(f"{TEMP_PREFIX}*"):
                 with contextlib.suppress(FileNotFoundError):

@@ -52,8 +52,8 @@ MIN_PART_SIZE = 5 * _MIB  # S3's floor for every part but the last
 MAX_PART_SIZE = 5 * 1024 * _MIB
 MAX_PARTS = 10_000
 READ_CHUNK_BYTES = 256 * 1024
-# Objects up to this size are kept as the chunks they arrived in; a larger one is copied once
-# into a buffer of a whole part, so a small upload never allocates (and zeroes) a whole part.
+# A part up to this size is kept as the chunks it arrived in; a larger one is copied once into
+# a buffer of a whole part, so a small upload never allocates (and zeroes) a whole part.
 SMALL_OBJECT_BYTES = 1 * _MIB
 _THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -88,8 +88,8 @@ class S3ObjectWriter:
         self._content_type = content_type
         self._part_size = storage.part_size
         self._budget = storage.budget
-        # The part being filled: while it is the first part and small, the chunks as they
-        # came (no copy); after that, one preallocated buffer filled in place.
+        # The part being filled: while it is small, the chunks as they came (no copy); once
+        # it outgrows SMALL_OBJECT_BYTES, one preallocated buffer of a part, filled in place.
         self._holding_budget = False
         self._small: list[bytes] = []
         self._buffer: bytearray | None = None
@@ -357,6 +357,8 @@ class S3Storage:
         self._executor = ThreadPoolExecutor(
             max_workers=max_pool_connections, thread_name_prefix="s3-storage"
         )
+        # The probe has threads of its own so that it never queues behind busy uploads.
+        self._probe_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-probe")
         self._background: set[asyncio.Future[None]] = set()
         self._closed = False
 
@@ -422,7 +424,9 @@ class S3Storage:
     async def check(self) -> None:
         """Raise `StorageUnavailable` unless the bucket answers a HEAD request."""
         try:
-            await self._run(self._probe_client.head_bucket, Bucket=self.bucket)
+            await self._run_on(
+                self._probe_executor, self._probe_client.head_bucket, Bucket=self.bucket
+            )
         except StorageUnavailable:
             raise
         except ClientError as exc:
@@ -435,7 +439,7 @@ class S3Storage:
             raise StorageUnavailable(f"storage check failed ({type(exc).__name__})") from exc
 
     async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
-        """Abort multipart uploads started before `older_than` ago (for the janitor); count them."""
+        """Abort multipart uploads begun over `older_than` ago (for the janitor); count them."""
         cutoff = datetime.now(UTC) - older_than
 
         def sweep() -> int:
@@ -462,9 +466,10 @@ class S3Storage:
         if self._background:
             await asyncio.wait(self._background, timeout=30)
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            None, functools.partial(self._executor.shutdown, wait=True, cancel_futures=True)
-        )
+        for executor in (self._executor, self._probe_executor):
+            await loop.run_in_executor(
+                None, functools.partial(executor.shutdown, wait=True, cancel_futures=True)
+            )
         self.client.close()
         self._probe_client.close()
 
@@ -506,11 +511,15 @@ class S3Storage:
 
     async def _run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking boto3 call on the pool, mapping an unreachable S3 to the domain error."""
+        return await self._run_on(self._executor, func, *args, **kwargs)
+
+    async def _run_on(
+        self, executor: ThreadPoolExecutor, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run a blocking boto3 call on `executor`, mapping an unreachable S3 to the domain one."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._executor, functools.partial(func, *args, **kwargs)
-            )
+            return await loop.run_in_executor(executor, functools.partial(func, *args, **kwargs))
         except (BotoCoreError, ClientError) as exc:
             if _is_unavailable(exc):
                 raise StorageUnavailable("storage endpoint is unreachable") from exc

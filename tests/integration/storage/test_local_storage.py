@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -262,13 +263,15 @@ async def test_check_raises_storage_unavailable_when_the_root_is_not_a_writable_
     assert str(tmp_path) not in caught.value.message
 
 
-async def test_remove_stale_temp_files_sweeps_what_a_crash_left(storage: LocalStorage) -> None:
+async def test_abort_incomplete_uploads_sweeps_temporary_files_a_crash_left(
+    storage: LocalStorage,
+) -> None:
     writer = await storage.open_writer(KEY, "application/pdf")
     await writer.write(payload(WRITE_BATCH_BYTES))  # then the process "dies"
     await store(storage, "raw/doc_kept.pdf", b"kept")
 
-    assert await storage.remove_stale_temp_files(older_than_s=3600) == 0
-    assert await storage.remove_stale_temp_files(older_than_s=-1) == 1
+    assert await storage.abort_incomplete_uploads(timedelta(hours=1)) == 0
+    assert await storage.abort_incomplete_uploads(timedelta(seconds=-1)) == 1
 
     assert files_under(storage.root) == ["raw/doc_kept.pdf"]
     await writer.abort()  # the writer's own cleanup copes with the file being gone
