@@ -63,6 +63,33 @@ def _classifier_server(args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _upload(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from upload_service.auth import mint_token
+    from upload_service.uploader import upload_files
+
+    token = args.token
+    if token is None and settings.jwt_secret:
+        token = mint_token(settings.jwt_secret, args.sub)  # Development convenience.
+    if token is None:
+        print("--token is required (no JWT_SECRET to mint one)", file=sys.stderr)
+        return 2
+    outcomes = upload_files(
+        [Path(p) for p in args.files],
+        url=args.url,
+        token=token,
+        wait=args.wait,
+        wait_timeout_s=args.wait_timeout,
+    )
+    for outcome in outcomes:
+        if outcome.error:
+            print(f"{outcome.path}\terror\t{outcome.error}", file=sys.stderr)
+        else:
+            print(f"{outcome.doc_id}\t{outcome.status}\t{outcome.path}")
+    return 1 if any(outcome.error or outcome.status == "failed" for outcome in outcomes) else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upload-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +117,15 @@ def _parser() -> argparse.ArgumentParser:
     classifier.add_argument("--host", default="127.0.0.1")
     classifier.add_argument("--port", type=int, default=50051)
     classifier.set_defaults(run=_classifier_server)
+
+    upload = commands.add_parser("upload", help="upload files to a running service")
+    upload.add_argument("files", nargs="+")
+    upload.add_argument("--url", default="http://127.0.0.1:8000")
+    upload.add_argument("--token", help="Bearer token (default: a dev token for --sub)")
+    upload.add_argument("--sub", default="cli", help="user of the minted dev token")
+    upload.add_argument("--wait", action="store_true", help="wait until each is classified")
+    upload.add_argument("--wait-timeout", type=float, default=300.0)
+    upload.set_defaults(run=_upload)
     return parser
 
 

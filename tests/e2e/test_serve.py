@@ -25,7 +25,11 @@ def test_token_command_mints_a_token_the_server_accepts(
     server = live_server({}, argv=[*CLI, "serve", "--port", "{port}"])
     token = subprocess.run(
         [*CLI, "token", "--sub", "alice", "--scope", "internal"],
-        capture_output=True, text=True, check=True, cwd=tmp_path, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        timeout=60,
     ).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
 
