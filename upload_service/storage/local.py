@@ -48,8 +48,15 @@ def _fsync_directory(directory: Path) -> None:
 class LocalObjectWriter:
     """A write into a temporary file that becomes the object on `commit`."""
 
-    def __init__(self, file: BinaryIO, temp_path: Path, final_path: Path) -> None:
+    def __init__(
+        self,
+        file: BinaryIO,
+        temp_path: Path,
+        final_path: Path,
+        background: set[asyncio.Future[None]],
+    ) -> None:
         self._file = file
+        self._background = background
         self._temp_path = temp_path
         self._final_path = final_path
         self._buffer = bytearray()
@@ -90,8 +97,11 @@ class LocalObjectWriter:
             return
         self._state = "aborted"
         self._buffer = bytearray()
-        # Shielded so that a cancelled caller still leaves no temporary file behind.
+        # Shielded so that a cancelled caller still leaves no temporary file behind; the
+        # storage holds the task so it is neither garbage-collected nor cut short by aclose.
         cleanup = asyncio.ensure_future(self._discard())
+        self._background.add(cleanup)
+        cleanup.add_done_callback(self._background.discard)
         with contextlib.suppress(Exception):
             await asyncio.shield(cleanup)
 
@@ -146,6 +156,7 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self._root = Path(os.path.abspath(root))
+        self._background: set[asyncio.Future[None]] = set()
         # Created once at start-up so that a fresh machine is ready; `check` reports failures.
         with contextlib.suppress(OSError):
             self._root.mkdir(parents=True, exist_ok=True)
@@ -183,30 +194,37 @@ class LocalStorage:
             file, temp_path = await asyncio.to_thread(create)
         except OSError as exc:
             raise StorageUnavailable("local storage is not writable") from exc
-        return LocalObjectWriter(file, temp_path, final_path)
+        return LocalObjectWriter(file, temp_path, final_path, self._background)
 
     async def read(
         self, key: str, byte_range: ByteRange | None = None
     ) -> AsyncGenerator[bytes, None]:
         """Stream the object's bytes in chunks, or only `byte_range`; a missing key raises."""
         path = self.path_for(key)
+
+        def open_at_start() -> tuple[BinaryIO, int]:
+            file = path.open("rb")
+            try:
+                size = os.fstat(file.fileno()).st_size
+                if byte_range is None:
+                    return file, size
+                file.seek(byte_range.start)
+                return file, min(byte_range.length, max(0, size - byte_range.start))
+            except BaseException:
+                file.close()
+                raise
+
         try:
-            file = await asyncio.to_thread(path.open, "rb")
+            file, remaining = await asyncio.to_thread(open_at_start)
         except FileNotFoundError:
             raise FileNotFoundError(f"no object under key {key!r}") from None
         try:
-            if byte_range is None:
-                remaining = None
-            else:
-                await asyncio.to_thread(file.seek, byte_range.start)
-                remaining = byte_range.length
-            while remaining is None or remaining > 0:
-                size = READ_CHUNK_BYTES if remaining is None else min(READ_CHUNK_BYTES, remaining)
-                chunk = await asyncio.to_thread(file.read, size)
+            # Bounded by the size the file had when opened (a commit replaces, never appends).
+            while remaining > 0:
+                chunk = await asyncio.to_thread(file.read, min(READ_CHUNK_BYTES, remaining))
                 if not chunk:
                     return
-                if remaining is not None:
-                    remaining -= len(chunk)
+                remaining -= len(chunk)
                 yield chunk
         finally:
             await asyncio.to_thread(file.close)
@@ -249,4 +267,6 @@ class LocalStorage:
         return await asyncio.to_thread(sweep)
 
     async def aclose(self) -> None:
-        """Nothing to release: every file is closed by its writer or reader."""
+        """Wait (briefly) for aborted writes to finish removing their temporary files."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -403,6 +404,24 @@ async def test_concurrent_uploads_share_a_budget_of_two_parts_without_deadlock(
         assert budget.available == budget.capacity
     finally:
         await storage.aclose()
+
+
+async def test_a_large_upload_holds_at_most_two_parts_in_memory(
+    small_part_storage: S3Storage,
+) -> None:
+    data = payload(6 * PART)
+    writer = await small_part_storage.open_writer(KEY, "application/pdf")
+
+    tracemalloc.start()
+    try:
+        await write_and_commit(writer, data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # One part sending, one filling, and small change: no part buffer is ever copied.
+    assert peak < 2 * PART + MIB
+    assert await read_all(small_part_storage, KEY) == data
 
 
 def test_part_size_outside_s3_limits_is_refused(moto_server: str) -> None:
