@@ -7,7 +7,6 @@ and its classify job commit together; any failure before that aborts or deletes 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from upload_service.config import Settings
 from upload_service.context import correlation_id_var
 from upload_service.db.models import Document, IdempotencyKey, new_doc_id
 from upload_service.documents.filenames import safe_filename
+from upload_service.documents.hashing import StreamDigest
 from upload_service.documents.multipart import MultipartFileStream
 from upload_service.documents.sniff import ContentSniffer, extension_of
 from upload_service.errors import (
@@ -121,7 +121,7 @@ async def _consume(
     *,
     writer: ObjectWriter | None,
 ) -> _Streamed:
-    digest = hashlib.sha256()
+    digest = StreamDigest()
     size = 0
     async for chunk in reader.chunks():
         size += len(chunk)
@@ -129,13 +129,13 @@ async def _consume(
             raise FileTooLarge(max_bytes)
         sniffer.feed(chunk)
         sniffer.check_prefix()  # Fails fast on a wrong type, before 50 MB of it is stored.
-        digest.update(chunk)
+        await digest.update(chunk)
         if writer is not None:
             await writer.write(chunk)
     if size == 0:
         raise EmptyFile()
     content_type = sniffer.finish()
-    return _Streamed(filename, content_type, size, digest.hexdigest())
+    return _Streamed(filename, content_type, size, await digest.hexdigest())
 
 
 async def _record(

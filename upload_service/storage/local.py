@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_BATCH_BYTES = 1024 * 1024
+WRITEBACK_BYTES = 8 * 1024 * 1024
+_ADVISE = hasattr(os, "posix_fadvise")
 READ_CHUNK_BYTES = 256 * 1024
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".part"
@@ -61,18 +63,17 @@ class LocalObjectWriter:
         self._final_path = final_path
         self._buffer = bytearray()
         self._pending: asyncio.Future[Any] | None = None
+        self._written = 0
+        self._advised = 0
         self._published = False
         self._state = "open"
 
     async def write(self, chunk: bytes) -> None:
-        """Append bytes, handing them to a worker thread once about a megabyte has gathered."""
+        """Append bytes; each filled megabyte goes to a thread while the next one fills."""
         self._ensure_open()
         if not chunk:
             return
         try:
-            if not self._buffer and len(chunk) >= WRITE_BATCH_BYTES:
-                await self._in_thread(self._file.write, chunk)
-                return
             self._buffer += chunk
             if len(self._buffer) >= WRITE_BATCH_BYTES:
                 await self._flush_buffer()
@@ -85,6 +86,7 @@ class LocalObjectWriter:
         self._ensure_open()
         try:
             await self._flush_buffer()
+            await self._wait_for_pending()
             await self._in_thread(self._publish)
         except Exception:
             await self.abort()
@@ -134,11 +136,33 @@ class LocalObjectWriter:
         _fsync_directory(self._final_path.parent)
 
     async def _flush_buffer(self) -> None:
+        # At most one write in flight: wait for the previous one (its error surfaces here),
+        # then hand this buffer to a thread and return, so the disk works while bytes arrive.
+        await self._wait_for_pending()
         if not self._buffer:
             return
-        # Hand the filled buffer to the thread and start a fresh one: no copy of the bytes.
         data, self._buffer = self._buffer, bytearray()
-        await self._in_thread(self._file.write, data)
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_block, data))
+
+    async def _wait_for_pending(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def _write_block(self, data: bytearray) -> None:
+        self._file.write(data)
+        self._written += len(data)
+        if _ADVISE and self._written - self._advised >= WRITEBACK_BYTES:
+            # Start writeback of what is written so far (DONTNEED on dirty pages begins it
+            # without waiting), so the fsync at commit only waits for the tail of the file.
+            self._file.flush()
+            os.posix_fadvise(
+                self._file.fileno(),
+                self._advised,
+                self._written - self._advised,
+                os.POSIX_FADV_DONTNEED,
+            )
+            self._advised = self._written
 
     async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
         # The thread keeps running if the caller is cancelled; `_pending` lets abort wait for it.

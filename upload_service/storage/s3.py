@@ -11,6 +11,7 @@ no incomplete upload is left behind for the janitor.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -97,7 +98,8 @@ class S3ObjectWriter:
         self._upload_id: str | None = None
         self._next_part_number = 1
         self._parts: list[CompletedPartTypeDef] = []
-        self._in_flight: asyncio.Future[None] | None = None
+        # Parts being sent, oldest first; at most `max_parts_in_flight` at once.
+        self._in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
         # Operations whose thread may outlive a cancelled caller; cleanup waits for them.
         self._pending: set[asyncio.Future[Any]] = set()
         self._completed = False
@@ -195,20 +197,22 @@ class S3ObjectWriter:
     async def _send_part(self) -> None:
         if self._upload_id is None:
             await self._guarded(self._create_multipart_upload())
-        # At most one part in flight: the next one waits here, holding its full buffer.
-        await self._wait_in_flight()
+        # A bounded number of parts in flight: the next one waits here, holding its full buffer.
+        # Every buffer came from the shared budget, so memory stays bounded however many run.
+        while len(self._in_flight) >= self._storage.max_parts_in_flight:
+            await asyncio.shield(self._in_flight[0])
+            self._in_flight.popleft()
         part_number = self._next_part_number
         if part_number > MAX_PARTS:
             raise ValueError(f"an object may have at most {MAX_PARTS} parts")
         self._next_part_number += 1
         body, held = self._detach_part()
-        self._in_flight = self._track(self._upload_one_part(part_number, body, held))
+        self._in_flight.append(self._track(self._upload_one_part(part_number, body, held)))
 
     async def _wait_in_flight(self) -> None:
-        in_flight = self._in_flight
-        if in_flight is not None:
-            await asyncio.shield(in_flight)
-            self._in_flight = None
+        while self._in_flight:
+            await asyncio.shield(self._in_flight[0])
+            self._in_flight.popleft()
 
     async def _create_multipart_upload(self) -> None:
         response = await self._storage._run(
@@ -314,6 +318,7 @@ class S3Storage:
         budget: BufferBudget,
         part_size: int = PART_SIZE,
         *,
+        max_parts_in_flight: int = 2,
         max_pool_connections: int = 32,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
@@ -325,6 +330,8 @@ class S3Storage:
         self.bucket = bucket
         self.budget = budget
         self.part_size = part_size
+        # Two parts sending while a third fills keeps a lone upload near the endpoint's speed.
+        self.max_parts_in_flight = max_parts_in_flight
         # Custom endpoints (MinIO, Ceph, moto) rarely resolve virtual-hosted bucket names.
         s3_options: _S3Dict | None = {"addressing_style": "path"} if endpoint_url else None
         session = boto3.session.Session()

@@ -298,7 +298,9 @@ async def test_failure_on_the_last_part_surfaces_at_commit_and_leaves_nothing(
 async def test_cancelled_upload_leaves_no_incomplete_multipart_upload(
     moto_server: str, s3_bucket: str, s3_client: S3Client, buffer_budget: BufferBudget
 ) -> None:
-    storage = GatedPartStorage(s3_bucket, moto_server, TEST_REGION, buffer_budget, PART)
+    storage = GatedPartStorage(
+        s3_bucket, moto_server, TEST_REGION, buffer_budget, PART, max_parts_in_flight=1
+    )
     try:
         writer = await storage.open_writer(KEY, "application/pdf")
 
@@ -328,30 +330,34 @@ async def test_cancelled_upload_leaves_no_incomplete_multipart_upload(
 # --- memory: parts in flight and the shared budget -----------------------------------------
 
 
-async def test_the_next_part_fills_while_one_part_sends_but_no_further(
-    moto_server: str, s3_bucket: str, s3_client: S3Client, buffer_budget: BufferBudget
+@pytest.mark.parametrize("in_flight", [1, 2])
+async def test_parts_fill_while_others_send_but_no_further(
+    moto_server: str, s3_bucket: str, buffer_budget: BufferBudget, in_flight: int
 ) -> None:
-    storage = GatedPartStorage(s3_bucket, moto_server, TEST_REGION, buffer_budget, PART)
+    storage = GatedPartStorage(
+        s3_bucket, moto_server, TEST_REGION, buffer_budget, PART, max_parts_in_flight=in_flight
+    )
     try:
         writer = await storage.open_writer(KEY, "application/pdf")
-        data = payload(3 * PART)
+        held = in_flight + 1  # Parts sending, plus the one filling behind them.
+        data = payload((held + 1) * PART)
 
-        # Part 1 goes out once a byte of part 2 arrives; part 2 fills while it is held up.
-        await asyncio.wait_for(write_all(writer, data[: 2 * PART]), timeout=5)
-        assert storage.started == [1]
-        assert buffer_budget.capacity - buffer_budget.available == 2 * PART
+        # Parts go out as the next one starts; the last one fills while they are held up.
+        await asyncio.wait_for(write_all(writer, data[: held * PART]), timeout=5)
+        assert storage.started == list(range(1, in_flight + 1))
+        assert buffer_budget.capacity - buffer_budget.available == held * PART
 
-        # A byte of part 3 needs part 2 sent, which waits for part 1: the writer waits too.
-        blocked = asyncio.create_task(writer.write(data[2 * PART : 2 * PART + 1]))
+        # One more byte needs another part sent, which waits for the gate: the writer waits.
+        blocked = asyncio.create_task(writer.write(data[held * PART : held * PART + 1]))
         await asyncio.sleep(0.2)
         assert not blocked.done()
 
         storage.gate.set()
         await asyncio.wait_for(blocked, timeout=5)
-        await write_all(writer, data[2 * PART + 1 :])
+        await write_all(writer, data[held * PART + 1 :])
         await writer.commit()
 
-        assert storage.max_in_flight == 1
+        assert storage.max_in_flight == in_flight
         assert await read_all(storage, KEY) == data
         assert buffer_budget.available == buffer_budget.capacity
     finally:
@@ -406,7 +412,7 @@ async def test_concurrent_uploads_share_a_budget_of_two_parts_without_deadlock(
         await storage.aclose()
 
 
-async def test_a_large_upload_holds_at_most_two_parts_in_memory(
+async def test_a_large_upload_holds_at_most_its_parts_in_flight_in_memory(
     small_part_storage: S3Storage,
 ) -> None:
     data = payload(6 * PART)
@@ -419,8 +425,8 @@ async def test_a_large_upload_holds_at_most_two_parts_in_memory(
     finally:
         tracemalloc.stop()
 
-    # One part sending, one filling, and small change: no part buffer is ever copied.
-    assert peak < 2 * PART + MIB
+    # Two parts sending, one filling, and small change: no part buffer is ever copied.
+    assert peak < (small_part_storage.max_parts_in_flight + 1) * PART + MIB
     assert await read_all(small_part_storage, KEY) == data
 
 
