@@ -1,19 +1,33 @@
 # syntax=docker/dockerfile:1
+# Build: docker build -t upload-service .   Run: see README ("Deploy").
+
+# --- build: resolve and install dependencies into a virtualenv --------------------------------
 FROM python:3.11-slim AS build
-WORKDIR /src
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY upload_service ./upload_service
-RUN pip install --no-cache-dir .
+# Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look.
+RUN pip install -e . \
+    && pip uninstall -y pip setuptools wheel
 
+# --- runtime: the virtualenv and the code, no compiler, no pip, not root ------------------------
 FROM python:3.11-slim
-RUN useradd --create-home --uid 10001 app
+RUN groupadd --gid 10001 app && useradd --uid 10001 --gid 10001 --no-create-home app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
+COPY --from=build /app /app
 COPY alembic.ini gunicorn.conf.py ./
 COPY alembic ./alembic
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 ENVIRONMENT=production
-USER app
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    ENVIRONMENT=production \
+    BIND=0.0.0.0:8000
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
 EXPOSE 8000
+# Exec form: gunicorn is PID 1 and receives SIGTERM itself, so the drain starts at once.
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "upload_service.main:app"]

@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.classifier",
     "tests.fixtures.app",
+    "tests.fixtures.jwks",
+    "tests.fixtures.redis_db",
 ]

@@ -14,6 +14,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from upload_service.db.migrate import upgrade_to_head
+    from upload_service.logging_setup import logging_config
 
     if settings.is_sqlite:
         upgrade_to_head(settings.database_url)
@@ -22,7 +23,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         reload=args.reload,
+        # uvicorn's own lines go through our formatter; the app writes the access lines.
+        log_config=logging_config(settings.effective_log_format, settings.log_level),
         log_level=settings.log_level.lower(),
+        access_log=False,
         lifespan="on",
     )
     return 0
@@ -50,9 +54,12 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _openapi(args: argparse.Namespace, settings: Settings) -> int:
+    from upload_service.api.openapi import internal_openapi
     from upload_service.main import create_app
 
-    print(json.dumps(create_app(settings).openapi(), indent=2))
+    app = create_app(settings)
+    document = internal_openapi(app) if args.internal else app.openapi()
+    print(json.dumps(document, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -90,6 +97,17 @@ def _upload(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(outcome.error or outcome.status == "failed" for outcome in outcomes) else 0
 
 
+def _worker(_args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from upload_service.logging_setup import configure_logging
+    from upload_service.worker_process import run_worker
+
+    configure_logging(settings.effective_log_format, settings.log_level)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upload-service", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -101,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     commands.add_parser("migrate", help="alembic upgrade head").set_defaults(run=_migrate)
+    commands.add_parser("worker", help="run the job worker alone").set_defaults(run=_worker)
 
     token = commands.add_parser("token", help="print a development token signed with JWT_SECRET")
     token.add_argument("--sub", required=True)
@@ -109,8 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600)
     token.set_defaults(run=_token)
 
-    openapi = commands.add_parser("openapi", help="print the OpenAPI document")
-    openapi.add_argument("--internal", action="store_true")
+    openapi = commands.add_parser("openapi", help="print the public OpenAPI document")
+    openapi.add_argument(
+        "--internal", action="store_true", help="the full document, internal routes included"
+    )
     openapi.set_defaults(run=_openapi)
 
     classifier = commands.add_parser("classifier-server", help="serve the reference classifier")

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     jwt_algorithms: CommaList = Field(default_factory=lambda: ["HS256"])
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
+    # How long fetched JWKS keys are trusted, and the least time between two fetches (so a
+    # flood of unknown `kid`s cannot make the service hammer the key server).
+    jwt_jwks_cache_ttl_s: float = Field(default=300.0, gt=0)
+    jwt_jwks_min_refresh_s: float = Field(default=30.0, ge=0)
 
     max_file_size_mb: int = Field(default=50, gt=0, le=5 * 1024)
     upload_buffer_budget_mb: int = Field(default=64, ge=16)
@@ -56,6 +60,8 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str = "memory://"
     upload_rate_limit: str = "100/minute"
     query_rate_limit: str = "1000/minute"
+    # Namespaces the counters, so deployments sharing one Redis keep separate budgets.
+    rate_limit_key_prefix: str = Field(default="upload-service", pattern=r"^[A-Za-z0-9._:-]{1,64}$")
 
     notification_url: str | None = None
     notification_secret: str | None = None
@@ -70,6 +76,8 @@ class Settings(BaseSettings):
 
     log_format: Literal["console", "json"] | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # A request slower than this is logged as a warning.
+    slow_request_ms: float = Field(default=1000.0, gt=0)
 
     @field_validator("jwt_algorithms", "allowed_extensions", "cors_allow_origins", mode="before")
     @classmethod
@@ -103,6 +111,13 @@ class Settings(BaseSettings):
             raise ValueError("must look like '100/minute'")
         return value.replace(" ", "")
 
+    @field_validator("rate_limit_storage_url")
+    @classmethod
+    def _rate_storage(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://")):
+            raise ValueError("must start with memory://, redis:// or rediss://")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str) -> str:
@@ -123,6 +138,8 @@ class Settings(BaseSettings):
                 raise ValueError("DATABASE_URL: SQLite is refused in production")
             if self.notification_url and not self.notification_secret:
                 raise ValueError("NOTIFICATION_SECRET is required with NOTIFICATION_URL")
+        if self.jwt_jwks_url is None and any(a[:2] in ("RS", "ES") for a in self.jwt_algorithms):
+            raise ValueError("JWT_JWKS_URL is required when JWT_ALGORITHMS lists RS* or ES*")
         if self.jwt_secret is None and self.jwt_jwks_url is None:
             raise ValueError("JWT_SECRET or JWT_JWKS_URL must be set outside development")
         return self

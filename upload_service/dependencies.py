@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,8 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.auth import Principal, TokenVerifier
 from upload_service.config import Settings
-from upload_service.errors import Forbidden, Unauthenticated
+from upload_service.errors import Forbidden, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
+from upload_service.middleware.access_log import USER_ID_STATE_KEY
+from upload_service.middleware.rate_limit_headers import RATE_LIMIT_STATE_KEY
+from upload_service.rate_limits import LimitKind, RateLimits
 from upload_service.storage.base import Storage
 
 
@@ -47,14 +50,17 @@ async def get_db(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
-def get_current_user(request: Request, resources: ResourcesDep) -> Principal:
+async def get_current_user(request: Request, resources: ResourcesDep) -> Principal:
     """The verified caller, from the `Authorization: Bearer` header."""
     header = request.headers.get("authorization")
     if header is None or header[:7].lower() != "bearer ":
         raise Unauthenticated(token_sent=header is not None)
     verifier: TokenVerifier | None = resources.verifier
     assert verifier is not None
-    return verifier.verify(header[7:].strip())
+    principal = await verifier.verify(header[7:].strip())
+    # The access log line names the caller.
+    request.scope.setdefault("state", {})[USER_ID_STATE_KEY] = principal.sub
+    return principal
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -73,6 +79,36 @@ def require_scope(scope: str) -> Callable[[Principal], Principal]:
         return user
 
     return check
+
+
+def get_rate_limits(resources: ResourcesDep) -> RateLimits:
+    """The per-user rate limits."""
+    assert resources.rate_limits is not None
+    return resources.rate_limits
+
+
+RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
+
+
+def rate_limit(kind: LimitKind) -> Callable[[Request, Principal, RateLimits], Awaitable[None]]:
+    """A dependency that counts the request against the caller's `kind` budget; 429 when spent."""
+
+    async def enforce(request: Request, user: CurrentUser, limits: RateLimitsDep) -> None:
+        outcome = await limits.hit(kind, user.sub)
+        if outcome is None:
+            return  # The storage is unreachable: serve without a limit (already logged).
+        # Published by RateLimitHeadersMiddleware on whatever response this request gets.
+        request.scope.setdefault("state", {})[RATE_LIMIT_STATE_KEY] = outcome.headers()
+        if not outcome.allowed:
+            raise RateLimited(outcome.retry_after_s)
+
+    return enforce
+
+
+# One callable per kind, so FastAPI's per-request cache counts a request once even when a
+# router and a route both ask for the same limit.
+UploadRateLimit = Depends(rate_limit("upload"))
+QueryRateLimit = Depends(rate_limit("query"))
 
 
 def get_session_factory(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:

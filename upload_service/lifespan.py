@@ -6,6 +6,7 @@ exactly what was already built, in reverse order.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -20,12 +21,17 @@ from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
 from upload_service.db.session import create_engine, create_session_factory
+from upload_service.jobs.worker import Worker
+from upload_service.rate_limits import RateLimits
 from upload_service.storage.base import Storage
 from upload_service.storage.budget import BufferBudget
 from upload_service.storage.local import LocalStorage
 from upload_service.storage.s3 import S3Storage
+from upload_service.termination import on_termination
 
 logger = logging.getLogger("upload_service.lifespan")
+# Below gunicorn's graceful_timeout, so jobs are handed back before the worker is killed.
+WORKER_STOP_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -39,6 +45,7 @@ class Resources:
     storage: Storage | None = None
     classifier: Classifier | None = None
     verifier: TokenVerifier | None = None
+    rate_limits: RateLimits | None = None
     shutting_down: bool = False
     closed: list[str] = field(default_factory=list)
 
@@ -92,8 +99,25 @@ async def open_resources(
         )
         on_close("classifier", res.classifier.aclose)
 
-        res.verifier = TokenVerifier(settings)
+        res.verifier = TokenVerifier(settings, res.http)
+
+        res.rate_limits = RateLimits(settings)
+        on_close("rate_limits", res.rate_limits.aclose)
         yield res
+
+
+def _in_process_worker(resources: Resources) -> Worker:
+    assert resources.sessions is not None
+    assert resources.storage is not None
+    assert resources.classifier is not None
+    assert resources.http is not None
+    return Worker(
+        resources.sessions,
+        resources.storage,
+        resources.classifier,
+        resources.http,
+        resources.settings,
+    )
 
 
 def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -103,7 +127,23 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_resources(settings) as resources:
             app.state.resources = resources
-            yield
-            resources.shutting_down = True
+            loop = asyncio.get_running_loop()
+
+            def begin_shutdown() -> None:
+                # Readiness turns 503 now, while the server drains in-flight requests.
+                resources.shutting_down = True
+                loop.call_soon_threadsafe(logger.warning, "termination signal: draining")
+
+            worker = _in_process_worker(resources) if settings.worker_enabled else None
+            if worker is not None:
+                await worker.start()
+            try:
+                with on_termination(begin_shutdown):
+                    yield
+            finally:
+                resources.shutting_down = True
+                if worker is not None:
+                    # Before the resources close: finish or hand back what it holds.
+                    await worker.stop(WORKER_STOP_TIMEOUT_S)
 
     return lifespan

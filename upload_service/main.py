@@ -5,25 +5,35 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import upload_service
-from upload_service.api import documents, health
+from upload_service.api import documents, health, internal, metrics, processing
+from upload_service.api.openapi import TITLE, install_openapi, route_operation_id
 from upload_service.config import Settings, get_settings
+from upload_service.dependencies import QueryRateLimit
 from upload_service.exception_handlers import install_exception_handlers
 from upload_service.lifespan import lifespan_for
+from upload_service.logging_setup import configure_logging
 from upload_service.middleware.stack import middleware_stack
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for `settings` (from the environment when omitted)."""
     settings = settings or get_settings()
+    configure_logging(settings.effective_log_format, settings.log_level)
     app = FastAPI(
-        title="Upload Service API",
+        title=TITLE,
         version=upload_service.__version__,
+        # operationIds are the route functions' names, so generated clients read well.
+        generate_unique_id_function=route_operation_id,
         lifespan=lifespan_for(settings),
         middleware=middleware_stack(settings),
     )
     install_exception_handlers(app)
+    install_openapi(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(documents.router)
+    app.include_router(processing.router, dependencies=[QueryRateLimit])
+    app.include_router(internal.router, dependencies=[QueryRateLimit])
     return app
 
 

@@ -14,6 +14,7 @@ from upload_service.config import ConfigurationError, Settings, load_settings
 from upload_service.jobs.queue import Backoff
 from upload_service.jobs.worker import Worker
 from upload_service.lifespan import open_resources
+from upload_service.logging_setup import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,7 @@ def main() -> None:
         settings = load_settings()
     except ConfigurationError as exc:
         sys.exit(f"configuration error: {exc}")
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.effective_log_format, settings.log_level)
     asyncio.run(run_worker(settings))
 
 

@@ -17,7 +17,7 @@ async def test_resources_close_in_reverse_order(make_settings: MakeSettings) -> 
         assert resources.sessions is not None
         assert resources.http is not None
         assert not resources.http.is_closed
-    assert resources.closed == ["classifier", "storage", "http", "database"]
+    assert resources.closed == ["rate_limits", "classifier", "storage", "http", "database"]
     assert resources.http.is_closed
 
 

@@ -10,12 +10,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
 
+from upload_service import metrics
 from upload_service.dependencies import (
     CurrentUser,
     DbSession,
+    QueryRateLimit,
     SessionFactoryDep,
     SettingsDep,
     StorageDep,
+    UploadRateLimit,
 )
 from upload_service.documents import service
 from upload_service.documents.filenames import content_disposition
@@ -82,6 +85,7 @@ def _content_length(request: Request) -> int | None:
     response_model=DocumentOut,
     openapi_extra={"requestBody": UPLOAD_BODY},
     summary="Upload a document",
+    dependencies=[UploadRateLimit],
 )
 async def upload(
     request: Request,
@@ -107,6 +111,8 @@ async def upload(
     headers = {"Location": f"/v1/documents/{result.document.id}"}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.record_upload(result.document.size_bytes)
     body = DocumentOut.of(result.document).model_dump(mode="json")
     return JSONResponse(body, status_code=202, headers=headers)
 
@@ -123,7 +129,12 @@ def valid_cursor(cursor: Annotated[str | None, Query(max_length=200)] = None) ->
         ) from None
 
 
-@router.get("", operation_id="list_documents", summary="List your documents, newest first")
+@router.get(
+    "",
+    operation_id="list_documents",
+    summary="List your documents, newest first",
+    dependencies=[QueryRateLimit],
+)
 async def list_documents(
     db: DbSession,
     user: CurrentUser,
@@ -139,7 +150,10 @@ async def list_documents(
 
 
 @router.post(
-    "/batch-check", operation_id="batch_check_documents", summary="Check that documents exist"
+    "/batch-check",
+    operation_id="batch_check_documents",
+    summary="Check that documents exist",
+    dependencies=[QueryRateLimit],
 )
 async def batch_check(
     body: BatchCheckIn, db: DbSession, user: CurrentUser, storage: StorageDep
@@ -148,7 +162,12 @@ async def batch_check(
     return BatchCheckOut(results=await service.check_documents(db, storage, user.sub, body.doc_ids))
 
 
-@router.get("/{doc_id}", operation_id="get_document", summary="Get a document")
+@router.get(
+    "/{doc_id}",
+    operation_id="get_document",
+    summary="Get a document",
+    dependencies=[QueryRateLimit],
+)
 async def get_document(doc_id: str, db: DbSession, user: CurrentUser) -> DocumentOut:
     """The document and where its classification stands."""
     return DocumentOut.of(await service.get_document(db, doc_id, user.sub))
@@ -158,6 +177,7 @@ async def get_document(doc_id: str, db: DbSession, user: CurrentUser) -> Documen
     "/{doc_id}/content",
     operation_id="download_document",
     summary="Download a document's bytes",
+    dependencies=[QueryRateLimit],
     response_class=StreamingResponse,
     responses={
         200: {
@@ -206,7 +226,11 @@ async def download(
 
 
 @router.delete(
-    "/{doc_id}", status_code=204, operation_id="delete_document", summary="Delete a document"
+    "/{doc_id}",
+    status_code=204,
+    operation_id="delete_document",
+    summary="Delete a document",
+    dependencies=[QueryRateLimit],
 )
 async def delete(doc_id: str, db: DbSession, user: CurrentUser) -> Response:
     """Gone at once; the bytes are purged by a durable job."""

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from upload_service.dependencies import ResourcesDep
-from upload_service.probes import check_readiness
+from upload_service.probes import Check, check_readiness
 
 router = APIRouter(include_in_schema=False)
 
@@ -33,12 +33,17 @@ async def readiness(resources: ResourcesDep) -> JSONResponse:
         )
     assert resources.engine is not None
     assert resources.storage is not None
+    limits = resources.rate_limits
+    extra: dict[str, Check] | None = (
+        {"redis": limits.check} if limits is not None and limits.uses_redis else None
+    )
     result = await check_readiness(
         engine=resources.engine,
         storage=resources.storage,
         classifier=resources.classifier,
         timeout_s=resources.settings.readiness_timeout_s,
         requires_classifier=resources.settings.readiness_requires_classifier,
+        extra=extra,
     )
     body = {"status": result.status, "checks": result.checks, "timestamp": _now()}
     return JSONResponse(body, status_code=503 if result.status == "not_ready" else 200)

@@ -13,25 +13,25 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from ulid import ULID
 
 from upload_service.classifier.base import Classifier, DocumentToClassify
 from upload_service.config import Settings
-from upload_service.db.models import Document
-from upload_service.errors import ClassifierRejected, UploadServiceError
-from upload_service.jobs.queue import ClaimedJob, JobKind, enqueue, utc_now
+from upload_service.db.models import Base
+from upload_service.errors import ClassifierRejected, ClassifierUnavailable, UploadServiceError
+from upload_service.jobs.queue import ClaimedJob, JobKind, insert_job, utc_now
 from upload_service.storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
-Effects = Callable[[AsyncSession], Awaitable[None]]
+Effects = Callable[[AsyncConnection], Awaitable[None]]
 """Database writes that commit together with the job's outcome."""
 
 WEBHOOK_TIMEOUT_S = 10.0
@@ -46,14 +46,29 @@ class WebhookDeliveryFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Subject:
+    """The document a classify job works on, as read when the job was claimed."""
+
+    doc_id: str
+    owner: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    storage_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerContext:
     """The resources handlers work with, all built by the lifespan (or the worker process)."""
 
-    sessions: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
     storage: Storage
     classifier: Classifier
     http: httpx.AsyncClient
     settings: Settings
+    subjects: dict[str, Subject | None] = field(default_factory=dict)
+    """Documents of claimed classify jobs by job id, read in the claim's transaction."""
 
 
 Handler = Callable[[HandlerContext, ClaimedJob], Awaitable[Effects | None]]
@@ -66,8 +81,12 @@ def iso_utc(moment: datetime) -> str:
 
 def describe_error(exc: BaseException) -> str:
     """A one-line account of a failure that is safe to show a client (no path, URL or repr)."""
+    if isinstance(exc, ClassifierUnavailable):
+        # Its details name hosts and ports of the infrastructure: the class's own words only.
+        return f"{exc.error_code}: {ClassifierUnavailable.default_message}"
     if isinstance(exc, UploadServiceError):
-        return f"{exc.error_code}: {exc.message}"
+        first_line = (exc.message.splitlines() or [""])[0]
+        return f"{exc.error_code}: {first_line[:200]}"
     if isinstance(exc, PermanentJobError | WebhookDeliveryFailed):
         return str(exc)
     return f"Unexpected error ({type(exc).__name__})"
@@ -110,7 +129,7 @@ def document_event(
 
 
 async def enqueue_notification(
-    session: AsyncSession,
+    conn: AsyncConnection,
     settings: Settings,
     body: dict[str, Any],
     *,
@@ -119,8 +138,8 @@ async def enqueue_notification(
     """Queue the delivery of `body` in the caller's transaction, when a webhook is configured."""
     if not settings.notification_url:
         return
-    await enqueue(
-        session,
+    await insert_job(
+        conn,
         kind=JobKind.NOTIFY,
         doc_id=body["doc_id"],
         owner=body["owner"],
@@ -130,38 +149,102 @@ async def enqueue_notification(
     )
 
 
+# Built once, on the table: see `queue.py` for why.
+DOCUMENTS: Table = Base.metadata.tables["documents"]
+_d = DOCUMENTS.c
+_START = (
+    update(DOCUMENTS)
+    .where(_d.id.in_(bindparam("ids", expanding=True)))
+    .values(status="processing", updated_at=bindparam("now"))
+    .returning(
+        _d.id, _d.owner, _d.filename, _d.content_type, _d.size_bytes, _d.sha256, _d.storage_key
+    )
+)
+_COMPLETE = (
+    update(DOCUMENTS)
+    .where(_d.id == bindparam("doc_id"))
+    .values(
+        status="complete",
+        classification=bindparam("classification"),
+        error=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(_d.id)
+)
+_REQUEUE = (
+    update(DOCUMENTS)
+    .where(_d.id.in_(bindparam("ids", expanding=True)), _d.status == "processing")
+    .values(status="queued", updated_at=bindparam("now"))
+)
+_FAIL = (
+    update(DOCUMENTS)
+    .where(_d.id == bindparam("doc_id"))
+    .values(
+        status="failed", classification=None, error=bindparam("error"), updated_at=bindparam("now")
+    )
+    .returning(_d.owner)
+)
+
+
+async def start_classifications(
+    conn: AsyncConnection, jobs: list[ClaimedJob]
+) -> dict[str, Subject | None]:
+    """Mark the documents of claimed classify jobs `processing`; their rows by job id."""
+    doc_ids = {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
+    if not doc_ids:
+        return {}
+    rows = await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})
+    found = {
+        row.id: Subject(
+            doc_id=row.id,
+            owner=row.owner,
+            filename=row.filename,
+            content_type=row.content_type,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            storage_key=row.storage_key,
+        )
+        for row in rows
+    }
+    return {job.id: found.get(job.doc_id) for job in jobs if job.doc_id in doc_ids}
+
+
+async def prepare_claimed(
+    conn: AsyncConnection, jobs: list[ClaimedJob]
+) -> dict[str, Subject | None]:
+    """Work done in the claim's own transaction, a batch at a time (saves one per job).
+
+    Returns the classify jobs' documents by job id, for `HandlerContext.subjects`.
+    """
+    return await start_classifications(conn, jobs)
+
+
+async def documents_requeued(conn: AsyncConnection, jobs: list[ClaimedJob]) -> None:
+    """Documents of classify jobs handed back unfinished are `queued` again, not `processing`."""
+    doc_ids = sorted({job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id})
+    if doc_ids:
+        await conn.execute(_REQUEUE, {"ids": doc_ids, "now": utc_now()})
+
+
 async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     """Classify the job's document: processing, stream its bytes to the classifier, complete."""
-    assert job.doc_id is not None
-    async with ctx.sessions.begin() as session:
-        row = (
-            await session.execute(
-                update(Document)
-                .where(Document.id == job.doc_id)
-                .values(status="processing", updated_at=utc_now())
-                .returning(
-                    Document.owner,
-                    Document.filename,
-                    Document.content_type,
-                    Document.size_bytes,
-                    Document.sha256,
-                    Document.storage_key,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        ).one_or_none()
-    if row is None:
+    if job.id in ctx.subjects:
+        subject = ctx.subjects.pop(job.id)
+    else:
+        async with ctx.engine.begin() as conn:
+            subject = (await start_classifications(conn, [job])).get(job.id)
+    if subject is None:
         logger.info("classify %s: document %s is gone; nothing to do", job.id, job.doc_id)
         return None
     document = DocumentToClassify(
-        doc_id=job.doc_id,
-        filename=row.filename,
-        content_type=row.content_type,
-        size_bytes=row.size_bytes,
-        sha256=row.sha256,
+        doc_id=subject.doc_id,
+        filename=subject.filename,
+        content_type=subject.content_type,
+        size_bytes=subject.size_bytes,
+        sha256=subject.sha256,
     )
     try:
-        result = await ctx.classifier.classify(document, ctx.storage.read(row.storage_key))
+        result = await ctx.classifier.classify(document, ctx.storage.read(subject.storage_key))
     except FileNotFoundError:
         raise PermanentJobError("The document's bytes are missing from storage") from None
     classification = {
@@ -169,30 +252,23 @@ async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         "confidence": result.confidence,
         "model_version": result.model_version,
     }
-    doc_id, owner, correlation_id = job.doc_id, row.owner, job.correlation_id
 
-    async def complete(session: AsyncSession) -> None:
+    async def complete(conn: AsyncConnection) -> None:
         now = utc_now()
-        updated = await session.execute(
-            update(Document)
-            .where(Document.id == doc_id)
-            .values(status="complete", classification=classification, error=None, updated_at=now)
-            .returning(Document.id)
-            .execution_options(synchronize_session=False)
-        )
-        if updated.first() is None:
+        params = {"doc_id": subject.doc_id, "classification": classification, "now": now}
+        if (await conn.execute(_COMPLETE, params)).first() is None:
             return  # Deleted while it was being classified: nobody to tell.
         body = document_event(
             event="document.completed",
-            doc_id=doc_id,
-            owner=owner,
+            doc_id=subject.doc_id,
+            owner=subject.owner,
             status="complete",
             classification=classification,
             occurred_at=now,
         )
-        await enqueue_notification(session, ctx.settings, body, correlation_id=correlation_id)
+        await enqueue_notification(conn, ctx.settings, body, correlation_id=job.correlation_id)
 
-    logger.info("classified %s as %s (%.2f)", doc_id, result.label, result.confidence)
+    logger.info("classified %s as %s (%.2f)", subject.doc_id, result.label, result.confidence)
     return complete
 
 
@@ -203,17 +279,10 @@ def classify_failed(ctx: HandlerContext, job: ClaimedJob, message: str) -> Effec
         "message": f"Classification failed after {job.attempts} attempt(s): {message}",
     }
 
-    async def fail_document(session: AsyncSession) -> None:
+    async def fail_document(conn: AsyncConnection) -> None:
         now = utc_now()
-        row = (
-            await session.execute(
-                update(Document)
-                .where(Document.id == job.doc_id)
-                .values(status="failed", classification=None, error=error, updated_at=now)
-                .returning(Document.owner)
-                .execution_options(synchronize_session=False)
-            )
-        ).one_or_none()
+        params = {"doc_id": job.doc_id, "error": error, "now": now}
+        row = (await conn.execute(_FAIL, params)).one_or_none()
         if row is None or job.doc_id is None:
             return
         body = document_event(
@@ -224,7 +293,7 @@ def classify_failed(ctx: HandlerContext, job: ClaimedJob, message: str) -> Effec
             error=error,
             occurred_at=now,
         )
-        await enqueue_notification(session, ctx.settings, body, correlation_id=job.correlation_id)
+        await enqueue_notification(conn, ctx.settings, body, correlation_id=job.correlation_id)
 
     return fail_document
 

@@ -20,14 +20,17 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CursorResult, Row, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from upload_service.context import correlation_id_var
-from upload_service.db.models import Job, new_task_id
+from upload_service.db.models import Base, Job, new_task_id
 
 DEFAULT_MAX_ATTEMPTS = 5
 MAX_ERROR_CHARS = 1000
+
+Database = AsyncConnection | AsyncSession
+"""Where queue statements run: a worker's Core connection, or a caller's ORM session."""
 
 
 class JobKind(StrEnum):
@@ -99,16 +102,116 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+# Statements are built once, on the table rather than the ORM class: the worker runs them
+# hundreds of times a second, and building plus cache-keying a statement costs more than
+# running it (measured).
+JOBS: Table = Base.metadata.tables["jobs"]
+_c = JOBS.c
 _CLAIMED_COLUMNS = (
-    Job.id,
-    Job.kind,
-    Job.doc_id,
-    Job.owner,
-    Job.payload,
-    Job.attempts,
-    Job.max_attempts,
-    Job.correlation_id,
-    Job.run_at,
+    _c.id,
+    _c.kind,
+    _c.doc_id,
+    _c.owner,
+    _c.payload,
+    _c.attempts,
+    _c.max_attempts,
+    _c.correlation_id,
+    _c.run_at,
+)
+_HELD = (
+    _c.id.in_(bindparam("ids", expanding=True)),
+    _c.locked_by == bindparam("worker_id"),
+    _c.status == JobStatus.RUNNING.value,
+)
+_HELD_ONE = (
+    _c.id == bindparam("job_id"),
+    _c.locked_by == bindparam("worker_id"),
+    _c.status == JobStatus.RUNNING.value,
+)
+_due = (
+    select(_c.id)
+    .where(_c.status == JobStatus.QUEUED.value, _c.run_at <= bindparam("now"))
+    .order_by(_c.run_at)
+    .limit(bindparam("limit"))
+    # Rows another worker is claiming right now are skipped, not waited for.
+    .with_for_update(skip_locked=True)
+    .cte("due")
+)
+_CLAIM = (
+    update(JOBS)
+    .where(_c.id.in_(select(_due.c.id)))
+    .values(
+        status=JobStatus.RUNNING.value,
+        attempts=_c.attempts + 1,
+        locked_until=bindparam("locked_until"),
+        locked_by=bindparam("worker_id"),
+        updated_at=bindparam("now"),
+    )
+    .returning(*_CLAIMED_COLUMNS)
+)
+_RENEW = update(JOBS).where(*_HELD).values(locked_until=bindparam("locked_until")).returning(_c.id)
+_REQUEUE_EXPIRED = (
+    update(JOBS)
+    .where(_c.status == JobStatus.RUNNING.value, _c.locked_until < bindparam("now"))
+    .values(
+        status=JobStatus.QUEUED.value,
+        locked_by=None,
+        locked_until=None,
+        run_at=bindparam("now"),
+        last_error="The lease expired before the worker finished (worker lost)",
+        updated_at=bindparam("now"),
+    )
+    .returning(_c.id)
+)
+_SUCCEED = (
+    update(JOBS)
+    .where(*_HELD)
+    .values(
+        status=JobStatus.SUCCEEDED.value,
+        locked_by=None,
+        locked_until=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(_c.id)
+)
+_RETRY = (
+    update(JOBS)
+    .where(*_HELD_ONE)
+    .values(
+        status=JobStatus.QUEUED.value,
+        run_at=bindparam("run_at"),
+        locked_by=None,
+        locked_until=None,
+        last_error=bindparam("error"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_c.id)
+)
+_FAIL = (
+    update(JOBS)
+    .where(*_HELD_ONE)
+    .values(
+        status=JobStatus.FAILED.value,
+        locked_by=None,
+        locked_until=None,
+        last_error=bindparam("error"),
+        updated_at=bindparam("now"),
+    )
+    .returning(_c.id)
+)
+_RELEASE = (
+    update(JOBS)
+    .where(*_HELD)
+    .values(
+        status=JobStatus.QUEUED.value,
+        # The shutdown interrupted the attempt; it says nothing about the job itself.
+        attempts=_c.attempts - 1,
+        run_at=bindparam("now"),
+        locked_by=None,
+        locked_until=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(*_CLAIMED_COLUMNS)
 )
 
 
@@ -126,9 +229,36 @@ def _claimed(row: Row[Any]) -> ClaimedJob:
     )
 
 
-def _rowcount(result: object) -> int:
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)
+def _new_job(
+    *,
+    kind: str,
+    doc_id: str | None,
+    owner: str | None,
+    payload: dict[str, Any] | None,
+    correlation_id: str | None,
+    max_attempts: int,
+    run_at: datetime | None,
+) -> dict[str, Any]:
+    now = utc_now()
+    return {
+        "id": new_task_id(),
+        "kind": str(kind),
+        "doc_id": doc_id,
+        "owner": owner,
+        "payload": dict(payload or {}),
+        "status": JobStatus.QUEUED.value,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "run_at": run_at or now,
+        "locked_until": None,
+        "locked_by": None,
+        "last_error": None,
+        "correlation_id": correlation_id
+        if correlation_id is not None
+        else correlation_id_var.get(),
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def enqueue(
@@ -146,30 +276,48 @@ async def enqueue(
 
     Without `correlation_id`, the job carries the current request's correlation id.
     """
-    now = utc_now()
     job = Job(
-        id=new_task_id(),
-        kind=str(kind),
-        doc_id=doc_id,
-        owner=owner,
-        payload=dict(payload or {}),
-        status=JobStatus.QUEUED.value,
-        attempts=0,
-        max_attempts=max_attempts,
-        run_at=run_at or now,
-        locked_until=None,
-        locked_by=None,
-        last_error=None,
-        correlation_id=correlation_id if correlation_id is not None else correlation_id_var.get(),
-        created_at=now,
-        updated_at=now,
+        **_new_job(
+            kind=kind,
+            doc_id=doc_id,
+            owner=owner,
+            payload=payload,
+            correlation_id=correlation_id,
+            max_attempts=max_attempts,
+            run_at=run_at,
+        )
     )
     session.add(job)
     return job
 
 
+async def insert_job(
+    db: Database,
+    *,
+    kind: str,
+    doc_id: str | None = None,
+    owner: str | None = None,
+    payload: dict[str, Any] | None = None,
+    correlation_id: str | None = None,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    run_at: datetime | None = None,
+) -> str:
+    """Like `enqueue`, as one Core INSERT in the caller's transaction; returns the job id."""
+    values = _new_job(
+        kind=kind,
+        doc_id=doc_id,
+        owner=owner,
+        payload=payload,
+        correlation_id=correlation_id,
+        max_attempts=max_attempts,
+        run_at=run_at,
+    )
+    await db.execute(insert(JOBS), values)
+    return str(values["id"])
+
+
 async def claim_jobs(
-    session: AsyncSession,
+    db: Database,
     *,
     worker_id: str,
     limit: int,
@@ -178,34 +326,18 @@ async def claim_jobs(
 ) -> list[ClaimedJob]:
     """Claim up to `limit` due jobs for `worker_id`, oldest first, each under a fresh lease."""
     now = now or utc_now()
-    due = (
-        select(Job.id)
-        .where(Job.status == JobStatus.QUEUED.value, Job.run_at <= now)
-        .order_by(Job.run_at)
-        .limit(limit)
-        # Rows another worker is claiming right now are skipped, not waited for.
-        .with_for_update(skip_locked=True)
-        .cte("due")
-    )
-    statement = (
-        update(Job)
-        .where(Job.id.in_(select(due.c.id)))
-        .values(
-            status=JobStatus.RUNNING.value,
-            attempts=Job.attempts + 1,
-            locked_until=now + timedelta(seconds=lease_s),
-            locked_by=worker_id,
-            updated_at=now,
-        )
-        .returning(*_CLAIMED_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    rows = (await session.execute(statement)).all()
+    params = {
+        "now": now,
+        "limit": limit,
+        "worker_id": worker_id,
+        "locked_until": now + timedelta(seconds=lease_s),
+    }
+    rows = (await db.execute(_CLAIM, params)).all()
     return sorted((_claimed(row) for row in rows), key=lambda job: (job.run_at, job.id))
 
 
 async def renew_leases(
-    session: AsyncSession,
+    db: Database,
     *,
     worker_id: str,
     job_ids: Collection[str],
@@ -216,70 +348,38 @@ async def renew_leases(
     if not job_ids:
         return set()
     now = now or utc_now()
-    statement = (
-        update(Job)
-        .where(
-            Job.id.in_(list(job_ids)),
-            Job.locked_by == worker_id,
-            Job.status == JobStatus.RUNNING.value,
-        )
-        .values(locked_until=now + timedelta(seconds=lease_s))
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    )
-    return set((await session.execute(statement)).scalars())
+    params = {
+        "ids": list(job_ids),
+        "worker_id": worker_id,
+        "locked_until": now + timedelta(seconds=lease_s),
+    }
+    return set((await db.execute(_RENEW, params)).scalars())
 
 
-async def requeue_expired(session: AsyncSession, *, now: datetime | None = None) -> list[str]:
+async def requeue_expired(db: Database, *, now: datetime | None = None) -> list[str]:
     """Put back in the queue every running job whose lease ran out (its worker died)."""
-    now = now or utc_now()
-    statement = (
-        update(Job)
-        .where(Job.status == JobStatus.RUNNING.value, Job.locked_until < now)
-        .values(
-            status=JobStatus.QUEUED.value,
-            locked_by=None,
-            locked_until=None,
-            run_at=now,
-            last_error="The lease expired before the worker finished (worker lost)",
-            updated_at=now,
-        )
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list((await session.execute(statement)).scalars())
-
-
-def _held_by(job: ClaimedJob, worker_id: str) -> tuple[Any, ...]:
-    return (
-        Job.id == job.id,
-        Job.locked_by == worker_id,
-        Job.status == JobStatus.RUNNING.value,
-    )
+    return list((await db.execute(_REQUEUE_EXPIRED, {"now": now or utc_now()})).scalars())
 
 
 async def mark_succeeded(
-    session: AsyncSession, job: ClaimedJob, *, worker_id: str, now: datetime | None = None
-) -> bool:
-    """Record success if `worker_id` still holds the job; False means the lease was lost."""
-    now = now or utc_now()
-    statement = (
-        update(Job)
-        .where(*_held_by(job, worker_id))
-        .values(
-            status=JobStatus.SUCCEEDED.value,
-            locked_by=None,
-            locked_until=None,
-            last_error=None,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return _rowcount(await session.execute(statement)) == 1
+    db: Database,
+    job_ids: Collection[str],
+    *,
+    worker_id: str,
+    now: datetime | None = None,
+) -> set[str]:
+    """Record the success of the jobs `worker_id` still holds; returns their ids.
+
+    A job missing from the answer had its lease taken over: its effects must not be applied.
+    """
+    if not job_ids:
+        return set()
+    params = {"ids": list(job_ids), "worker_id": worker_id, "now": now or utc_now()}
+    return set((await db.execute(_SUCCEED, params)).scalars())
 
 
 async def schedule_retry(
-    session: AsyncSession,
+    db: Database,
     job: ClaimedJob,
     *,
     worker_id: str,
@@ -289,24 +389,18 @@ async def schedule_retry(
 ) -> bool:
     """Queue the job again `delay_s` from now with its error; False means the lease was lost."""
     now = now or utc_now()
-    statement = (
-        update(Job)
-        .where(*_held_by(job, worker_id))
-        .values(
-            status=JobStatus.QUEUED.value,
-            run_at=now + timedelta(seconds=delay_s),
-            locked_by=None,
-            locked_until=None,
-            last_error=error[:MAX_ERROR_CHARS],
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return _rowcount(await session.execute(statement)) == 1
+    params = {
+        "job_id": job.id,
+        "worker_id": worker_id,
+        "now": now,
+        "run_at": now + timedelta(seconds=delay_s),
+        "error": error[:MAX_ERROR_CHARS],
+    }
+    return (await db.execute(_RETRY, params)).first() is not None
 
 
 async def mark_failed(
-    session: AsyncSession,
+    db: Database,
     job: ClaimedJob,
     *,
     worker_id: str,
@@ -314,24 +408,17 @@ async def mark_failed(
     now: datetime | None = None,
 ) -> bool:
     """End the job as failed with its error; False means the lease was lost."""
-    now = now or utc_now()
-    statement = (
-        update(Job)
-        .where(*_held_by(job, worker_id))
-        .values(
-            status=JobStatus.FAILED.value,
-            locked_by=None,
-            locked_until=None,
-            last_error=error[:MAX_ERROR_CHARS],
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return _rowcount(await session.execute(statement)) == 1
+    params = {
+        "job_id": job.id,
+        "worker_id": worker_id,
+        "now": now or utc_now(),
+        "error": error[:MAX_ERROR_CHARS],
+    }
+    return (await db.execute(_FAIL, params)).first() is not None
 
 
 async def release_jobs(
-    session: AsyncSession,
+    db: Database,
     *,
     worker_id: str,
     job_ids: Sequence[str],
@@ -340,24 +427,5 @@ async def release_jobs(
     """Hand unfinished jobs back to the queue at once, their interrupted attempt not counted."""
     if not job_ids:
         return []
-    now = now or utc_now()
-    statement = (
-        update(Job)
-        .where(
-            Job.id.in_(list(job_ids)),
-            Job.locked_by == worker_id,
-            Job.status == JobStatus.RUNNING.value,
-        )
-        .values(
-            status=JobStatus.QUEUED.value,
-            # The shutdown interrupted the attempt; it says nothing about the job itself.
-            attempts=Job.attempts - 1,
-            run_at=now,
-            locked_by=None,
-            locked_until=None,
-            updated_at=now,
-        )
-        .returning(*_CLAIMED_COLUMNS)
-        .execution_options(synchronize_session=False)
-    )
-    return [_claimed(row) for row in (await session.execute(statement)).all()]
+    params = {"ids": list(job_ids), "worker_id": worker_id, "now": now or utc_now()}
+    return [_claimed(row) for row in (await db.execute(_RELEASE, params)).all()]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
 from upload_service.config import Settings
+from upload_service.middleware.access_log import AccessLogMiddleware
 from upload_service.middleware.catch_all import CatchAllMiddleware
+from upload_service.middleware.compression import CompressionMiddleware
 from upload_service.middleware.correlation import CorrelationIdMiddleware
+from upload_service.middleware.cors import CorsMiddleware
 from upload_service.middleware.early_auth import EarlyAuthMiddleware
+from upload_service.middleware.metrics import MetricsMiddleware
+from upload_service.middleware.rate_limit_headers import RateLimitHeadersMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
 
@@ -40,17 +44,22 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first: the order a request meets them on the way in.
 
     Request id, timing and correlation come first so every response, errors included, carries
-    their headers; the catch-all sits inside them so a 500 still passes back through them; CORS
-    wraps early auth so a 401 to an allowed origin carries CORS headers and a preflight needs no
-    token; gzip is innermost and only ever sees JSON worth compressing.
+    their headers; the access log and metrics come next, so their lines carry both ids and see
+    every answer, early 401 and 500 included; the rate-limit headers join them, outside the
+    catch-all, so a limited route reports its budget on every answer, 500 included; CORS wraps
+    the catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
+    and a preflight needs no token; the catch-all sits inside all of them so a 500 still passes
+    back through them; gzip is innermost and only ever sees JSON worth compressing.
     """
     return [
         Middleware(RequestIdMiddleware),
         Middleware(TimingMiddleware),
         Middleware(CorrelationIdMiddleware),
-        Middleware(CatchAllMiddleware),
+        Middleware(AccessLogMiddleware, slow_request_ms=settings.slow_request_ms),
+        Middleware(MetricsMiddleware),
+        Middleware(RateLimitHeadersMiddleware),
         Middleware(
-            CORSMiddleware,
+            CorsMiddleware,
             allow_origins=settings.cors_allow_origins,
             allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=[
@@ -63,11 +72,12 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
                 "Range",
             ],
             expose_headers=EXPOSED_HEADERS,
-            max_age=600,
+            max_age_s=600,
         ),
+        Middleware(CatchAllMiddleware),
         Middleware(EarlyAuthMiddleware),
         Middleware(
-            GZipMiddleware,
+            CompressionMiddleware,
             minimum_size=1000,
             compresslevel=6,
             exclude_content_types=NEVER_COMPRESSED,

@@ -1,0 +1,169 @@
+"""Classification over the gRPC classifier on a real loopback port: labels, outages, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.fixtures.app import MakeSettings
+from tests.fixtures.classifier import ClassifierProcess, free_port, start_classifier_server
+from tests.integration.jobs.support import (
+    finished,
+    get_document,
+    get_job,
+    running_worker,
+    store_document,
+    wait_for_job,
+)
+from tests.samples import sample_documents
+from upload_service.classifier.base import Classification, Content, DocumentToClassify
+from upload_service.classifier.client import GrpcClassifier
+from upload_service.classifier.server import serve
+from upload_service.jobs.queue import Backoff
+from upload_service.probes import check_readiness
+from upload_service.storage.local import LocalStorage
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> LocalStorage:
+    return LocalStorage(tmp_path / "storage")
+
+
+@pytest.fixture
+async def grpc_classifier(classifier_server: str) -> AsyncIterator[GrpcClassifier]:
+    classifier = GrpcClassifier(classifier_server, timeout_s=10)
+    yield classifier
+    await classifier.aclose()
+
+
+async def test_documents_are_classified_over_grpc(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    grpc_classifier: GrpcClassifier,
+    classifier_process: ClassifierProcess,
+) -> None:
+    samples = sample_documents()
+    stored = [
+        await store_document(
+            pg_sessions,
+            storage,
+            sample.content,
+            filename=sample.filename,
+            content_type=sample.content_type,
+            correlation_id=f"corr-{n}",
+        )
+        for n, sample in enumerate(samples)
+    ]
+    async with running_worker(pg_sessions, storage, grpc_classifier, make_settings()):
+        for item in stored:
+            assert item.task_id is not None
+            job = await wait_for_job(pg_sessions, item.task_id, finished, timeout_s=30)
+            assert (job.status, job.attempts) == ("succeeded", 1)
+    counts = classifier_process.counts()
+    for sample, item in zip(samples, stored, strict=True):
+        document = await get_document(pg_sessions, item.doc_id)
+        assert document.status == "complete"
+        assert document.classification is not None
+        assert document.classification["label"] == sample.expected_label, sample.filename
+        assert counts[item.doc_id] == 1
+
+
+async def test_classifier_outage_retries_then_completes_when_it_returns(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    server = start_classifier_server(tmp_path / "outage", port=port)
+    classifier = GrpcClassifier(server.target, timeout_s=5)
+    settings = make_settings()
+    try:
+        server.stop()
+        item = await store_document(pg_sessions, storage, sample_documents()[0].content)
+        assert item.task_id is not None
+        backoff = Backoff(base_s=0.2, cap_s=0.5)
+        async with running_worker(
+            pg_sessions, storage, classifier, settings, backoff=backoff
+        ) as worker:
+            job = await wait_for_job(
+                pg_sessions,
+                item.task_id,
+                lambda job: job.attempts >= 2 and job.status == "queued",
+                timeout_s=20,
+            )
+            assert job.last_error is not None
+            assert job.last_error.startswith("CLASSIFIER_UNAVAILABLE")
+            assert f":{port}" not in job.last_error
+            readiness = await check_readiness(
+                engine=worker._engine,
+                storage=storage,
+                classifier=classifier,
+                timeout_s=2,
+                requires_classifier=False,
+            )
+            assert readiness.status == "degraded"
+            assert readiness.checks["classifier"].startswith("error")
+            assert (await get_document(pg_sessions, item.doc_id)).status != "failed"
+
+            server = start_classifier_server(tmp_path / "outage", port=port)
+            job = await wait_for_job(pg_sessions, item.task_id, finished, timeout_s=30)
+        assert job.status == "succeeded"
+        assert (await get_document(pg_sessions, item.doc_id)).status == "complete"
+    finally:
+        await classifier.aclose()
+        server.stop()
+
+
+class SilentClassifier:
+    """Never answers (until the call is cancelled)."""
+
+    async def classify(self, doc: DocumentToClassify, content: Content) -> Classification:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def check(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_classifier_that_never_answers_costs_an_attempt_per_deadline(
+    pg_sessions: Sessions, storage: LocalStorage, make_settings: MakeSettings
+) -> None:
+    running = await serve(0, classifier=SilentClassifier())
+    classifier = GrpcClassifier(running.target, timeout_s=0.3)
+    try:
+        item = await store_document(
+            pg_sessions, storage, b"%PDF-1.4 x", max_attempts=2, correlation_id="corr-deadline"
+        )
+        assert item.task_id is not None
+        backoff = Backoff(base_s=0.5, cap_s=0.5)
+        async with running_worker(
+            pg_sessions, storage, classifier, make_settings(), backoff=backoff
+        ):
+            first = await wait_for_job(
+                pg_sessions, item.task_id, lambda job: job.attempts == 1 and job.status == "queued"
+            )
+            assert first.last_error is not None
+            assert first.last_error.startswith("CLASSIFIER_TIMEOUT")
+            job = await wait_for_job(pg_sessions, item.task_id, finished)
+        assert (job.status, job.attempts) == ("failed", 2)
+        document = await get_document(pg_sessions, item.doc_id)
+        assert document.status == "failed"
+        assert document.error is not None
+        assert "CLASSIFIER_TIMEOUT" in document.error["message"]
+        assert (await get_job(pg_sessions, item.task_id)).locked_by is None
+        # The call carried the upload's correlation id as gRPC metadata.
+        assert running.servicer.correlation_ids[item.doc_id] == "corr-deadline"
+    finally:
+        await classifier.aclose()
+        await running.stop(grace=0)

@@ -1,0 +1,153 @@
+"""The queue on real PostgreSQL: enqueue in the caller's transaction, claim, lease, retry, fail."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.integration.jobs.support import get_job
+from upload_service.jobs.queue import (
+    claim_jobs,
+    enqueue,
+    mark_failed,
+    mark_succeeded,
+    release_jobs,
+    renew_leases,
+    requeue_expired,
+    schedule_retry,
+    utc_now,
+)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def _enqueue(sessions: Sessions, count: int = 1, **kwargs: Any) -> list[str]:
+    async with sessions.begin() as session:
+        jobs = [await enqueue(session, kind="janitor", **kwargs) for _ in range(count)]
+    return [job.id for job in jobs]
+
+
+async def test_enqueued_job_is_claimed_and_completed(pg_sessions: Sessions) -> None:
+    [job_id] = await _enqueue(pg_sessions, payload={"x": 1}, correlation_id="corr-1")
+
+    async with pg_sessions.begin() as session:
+        [claimed] = await claim_jobs(session, worker_id="w1", limit=5, lease_s=30)
+    assert (claimed.id, claimed.kind, claimed.payload) == (job_id, "janitor", {"x": 1})
+    assert claimed.attempts == 1
+    assert claimed.correlation_id == "corr-1"
+    row = await get_job(pg_sessions, job_id)
+    assert (row.status, row.locked_by) == ("running", "w1")
+    assert row.locked_until is not None
+    assert row.locked_until > utc_now() + timedelta(seconds=25)
+
+    async with pg_sessions.begin() as session:
+        assert await mark_succeeded(session, [job_id], worker_id="w1") == {job_id}
+    row = await get_job(pg_sessions, job_id)
+    assert (row.status, row.locked_by, row.locked_until) == ("succeeded", None, None)
+
+
+async def test_enqueue_commits_or_rolls_back_with_the_callers_transaction(
+    pg_sessions: Sessions,
+) -> None:
+    async with pg_sessions() as session:
+        await enqueue(session, kind="janitor")
+        await session.flush()
+        async with pg_sessions.begin() as other:
+            assert await claim_jobs(other, worker_id="w", limit=5, lease_s=30) == []
+        await session.rollback()
+    async with pg_sessions.begin() as session:
+        assert await claim_jobs(session, worker_id="w", limit=5, lease_s=30) == []
+
+
+async def test_a_job_due_later_is_not_claimed_before_its_time(pg_sessions: Sessions) -> None:
+    await _enqueue(pg_sessions, run_at=utc_now() + timedelta(minutes=5))
+    async with pg_sessions.begin() as session:
+        assert await claim_jobs(session, worker_id="w", limit=5, lease_s=30) == []
+
+
+async def test_concurrent_claimers_never_get_the_same_job(pg_sessions: Sessions) -> None:
+    ids = set(await _enqueue(pg_sessions, 300))
+    claims: list[list[str]] = []
+
+    async def claimer(name: str) -> None:
+        for _ in range(200):  # bounded: 300 jobs / 8 claimers / up to 5 each
+            async with pg_sessions.begin() as session:
+                jobs = await claim_jobs(session, worker_id=name, limit=5, lease_s=30)
+                # Hold the row locks a moment, so the other claimers really meet them.
+                await asyncio.sleep(0.001)
+            if not jobs:
+                return
+            claims.append([job.id for job in jobs])
+
+    await asyncio.gather(*(claimer(f"w{i}") for i in range(8)))
+    claimed = [job_id for batch in claims for job_id in batch]
+    assert len(claimed) == len(set(claimed)) == 300
+    assert set(claimed) == ids
+
+
+async def test_expired_lease_is_requeued_and_claimed_by_another_worker(
+    pg_sessions: Sessions,
+) -> None:
+    [job_id] = await _enqueue(pg_sessions)
+    async with pg_sessions.begin() as session:
+        await claim_jobs(session, worker_id="dead", limit=1, lease_s=0.2)
+        assert await requeue_expired(session) == []  # the lease still holds
+    await asyncio.sleep(0.3)
+
+    async with pg_sessions.begin() as session:
+        assert await requeue_expired(session) == [job_id]
+        [again] = await claim_jobs(session, worker_id="alive", limit=1, lease_s=30)
+    assert again.attempts == 2
+    # The dead worker, were it to come back, can no longer record anything.
+    async with pg_sessions.begin() as session:
+        assert await mark_succeeded(session, [job_id], worker_id="dead") == set()
+        assert await renew_leases(session, worker_id="dead", job_ids=[job_id], lease_s=30) == set()
+    assert (await get_job(pg_sessions, job_id)).locked_by == "alive"
+
+
+async def test_renewal_extends_the_lease(pg_sessions: Sessions) -> None:
+    [job_id] = await _enqueue(pg_sessions)
+    async with pg_sessions.begin() as session:
+        await claim_jobs(session, worker_id="w", limit=1, lease_s=1)
+        assert await renew_leases(session, worker_id="w", job_ids=[job_id], lease_s=60) == {job_id}
+    row = await get_job(pg_sessions, job_id)
+    assert row.locked_until is not None
+    assert row.locked_until > utc_now() + timedelta(seconds=50)
+
+
+async def test_retry_puts_the_job_back_later_with_its_error(pg_sessions: Sessions) -> None:
+    [job_id] = await _enqueue(pg_sessions)
+    async with pg_sessions.begin() as session:
+        [job] = await claim_jobs(session, worker_id="w", limit=1, lease_s=30)
+        assert await schedule_retry(session, job, worker_id="w", error="boom", delay_s=60)
+    row = await get_job(pg_sessions, job_id)
+    assert (row.status, row.attempts, row.last_error, row.locked_by) == ("queued", 1, "boom", None)
+    assert row.run_at > utc_now() + timedelta(seconds=50)
+    async with pg_sessions.begin() as session:
+        assert await claim_jobs(session, worker_id="w", limit=1, lease_s=30) == []
+
+
+async def test_failed_job_keeps_its_error(pg_sessions: Sessions) -> None:
+    [job_id] = await _enqueue(pg_sessions)
+    async with pg_sessions.begin() as session:
+        [job] = await claim_jobs(session, worker_id="w", limit=1, lease_s=30)
+        assert not await mark_failed(session, job, worker_id="other", error="x")
+        assert await mark_failed(session, job, worker_id="w", error="it broke")
+    row = await get_job(pg_sessions, job_id)
+    assert (row.status, row.last_error) == ("failed", "it broke")
+
+
+async def test_released_job_is_claimable_at_once_and_its_attempt_not_counted(
+    pg_sessions: Sessions,
+) -> None:
+    [job_id] = await _enqueue(pg_sessions)
+    async with pg_sessions.begin() as session:
+        await claim_jobs(session, worker_id="w", limit=1, lease_s=30)
+        [released] = await release_jobs(session, worker_id="w", job_ids=[job_id])
+    assert released.id == job_id
+    async with pg_sessions.begin() as session:
+        [again] = await claim_jobs(session, worker_id="w2", limit=1, lease_s=30)
+    assert again.attempts == 1

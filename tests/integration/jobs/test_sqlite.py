@@ -1,0 +1,87 @@
+"""The embedded default: the same queue and worker on SQLite, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.fixtures.app import MakeSettings
+from tests.integration.jobs.support import (
+    FixedClassifier,
+    FlakyClassifier,
+    finished,
+    get_document,
+    running_worker,
+    store_document,
+    wait_for_job,
+)
+from upload_service.db.migrate import upgrade_to_head
+from upload_service.db.session import create_engine, create_session_factory
+from upload_service.jobs.queue import claim_jobs, enqueue, mark_succeeded
+from upload_service.storage.local import LocalStorage
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}"
+    await asyncio.to_thread(upgrade_to_head, url)
+    return url
+
+
+@pytest.fixture
+async def sqlite_sessions(sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(sqlite_url)
+    yield create_session_factory(engine)
+    await engine.dispose()
+
+
+async def test_claim_and_complete_on_sqlite(
+    sqlite_sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sqlite_sessions.begin() as session:
+        ids = {(await enqueue(session, kind="janitor")).id for _ in range(5)}
+    claimed: list[str] = []
+
+    async def claimer(name: str) -> None:
+        for _ in range(10):
+            async with sqlite_sessions.begin() as session:
+                jobs = await claim_jobs(session, worker_id=name, limit=2, lease_s=30)
+                await mark_succeeded(session, [job.id for job in jobs], worker_id=name)
+            claimed.extend(job.id for job in jobs)
+
+    await asyncio.gather(claimer("a"), claimer("b"))
+    assert sorted(claimed) == sorted(ids)
+
+
+async def test_worker_classifies_on_sqlite(
+    sqlite_url: str,
+    sqlite_sessions: async_sessionmaker[AsyncSession],
+    make_settings: MakeSettings,
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    items = [
+        await store_document(sqlite_sessions, storage, f"%PDF-1.4 {n}".encode()) for n in range(20)
+    ]
+    settings = make_settings(database_url=sqlite_url, worker_concurrency=4)
+    async with running_worker(sqlite_sessions, storage, FixedClassifier("letter"), settings):
+        for item in items:
+            assert item.task_id is not None
+            assert (await wait_for_job(sqlite_sessions, item.task_id, finished)).status == (
+                "succeeded"
+            )
+    for item in items:
+        document = await get_document(sqlite_sessions, item.doc_id)
+        assert document.status == "complete"
+        assert document.classification is not None
+        assert document.classification["label"] == "letter"
+
+    flaky = await store_document(sqlite_sessions, storage, b"%PDF-1.4 flaky")
+    async with running_worker(sqlite_sessions, storage, FlakyClassifier(1), settings):
+        assert flaky.task_id is not None
+        job = await wait_for_job(sqlite_sessions, flaky.task_id, finished)
+    assert (job.status, job.attempts) == ("succeeded", 2)

@@ -1,0 +1,181 @@
+"""The container and cluster files: no engine runs here, so their promises are read and checked."""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from upload_service.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO / "deploy" / "kubernetes"
+
+
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined), split into build stages."""
+    text = re.sub(r"\\\n\s*", " ", (REPO / "Dockerfile").read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_non_root_and_execs_gunicorn() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2
+    final = stages[-1]
+    [user] = [line.split()[1] for line in final if line.upper().startswith("USER ")]
+    assert user.split(":")[0] not in ("root", "0")
+    [cmd] = [line for line in final if line.upper().startswith("CMD ")]
+    argv = json.loads(cmd[4:])  # Exec form is a JSON array: gunicorn is PID 1 and gets SIGTERM.
+    assert argv[:3] == ["gunicorn", "-c", "gunicorn.conf.py"]
+    assert argv[-1] == "upload_service.main:app"
+
+
+def test_final_image_has_no_build_tools() -> None:
+    final = " ".join(dockerfile_stages()[-1])
+    for tool in ("gcc", "build-essential", "apt-get install", "pip install", "poetry"):
+        assert tool not in final
+    assert "--from=build" in final
+
+
+def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
+    ignored = {
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".env", "tests", "var", "**/__pycache__"} <= ignored
+
+
+@pytest.fixture
+def gunicorn_conf(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    # Set, so loading the file does not point this test process at a metrics folder.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    return runpy.run_path(str(REPO / "gunicorn.conf.py"))
+
+
+def test_gunicorn_conf_serves_with_uvicorn_workers_and_drains(
+    gunicorn_conf: dict[str, Any],
+) -> None:
+    conf = gunicorn_conf
+    assert conf["worker_class"] == "uvicorn_worker.UvicornWorker"
+    assert conf["workers"] >= 2
+    assert conf["bind"].endswith(":8000")
+    assert 0 < conf["graceful_timeout"] <= conf["timeout"]
+    assert conf["keepalive"] > 0
+    assert conf["max_requests"] > 0
+    assert 0 < conf["max_requests_jitter"] < conf["max_requests"]
+    assert conf["preload_app"] is False
+    assert conf["accesslog"] is None  # The app's structured access line instead.
+    assert conf["logconfig_dict"]["root"]["handlers"]
+    for hook in ("on_starting", "post_fork", "child_exit"):
+        assert callable(conf[hook])
+
+
+def test_web_concurrency_sets_the_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WEB_CONCURRENCY", "3")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    assert runpy.run_path(str(REPO / "gunicorn.conf.py"))["workers"] == 3
+
+
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every object in deploy/kubernetes, keyed by kind and name."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for path in sorted(MANIFESTS.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and "metadata" in document:
+                found[(document["kind"], document["metadata"]["name"])] = document
+    return found
+
+
+def container(workload: dict[str, Any]) -> dict[str, Any]:
+    spec = workload["spec"]["template"]["spec"]
+    [only] = spec["containers"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert only["resources"]["requests"]
+    assert only["resources"]["limits"]
+    assert {
+        ref.get("configMapRef", ref.get("secretRef", {}))["name"] for ref in only["envFrom"]
+    } == {
+        "upload-service-config",
+        "upload-service-secrets",
+    }
+    return dict(only)
+
+
+def test_web_deployment_probes_and_drains_within_the_grace_period() -> None:
+    objects = manifests()
+    web = objects[("Deployment", "upload-service-web")]
+    spec = web["spec"]["template"]["spec"]
+    main = container(web)
+    assert main["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert main["readinessProbe"]["httpGet"]["path"] == "/readiness"
+    assert main["startupProbe"]["httpGet"]["path"] == "/health"
+    pause = main["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause[0] == "sleep"
+    graceful = int(
+        objects[("ConfigMap", "upload-service-config")]["data"]["GUNICORN_GRACEFUL_TIMEOUT"]
+    )
+    assert spec["terminationGracePeriodSeconds"] > int(pause[1]) + graceful
+    assert "command" not in main  # The image's CMD: gunicorn.
+    assert web["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_worker_deployment_runs_the_job_worker() -> None:
+    worker = manifests()[("Deployment", "upload-service-worker")]
+    assert container(worker)["command"] == ["upload-service", "worker"]
+
+
+def test_migration_job_service_and_configuration_examples() -> None:
+    objects = manifests()
+    job = objects[("Job", "upload-service-migrate")]
+    assert container(job)["command"] == ["upload-service", "migrate"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    service = objects[("Service", "upload-service")]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "web"
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    known = {name.upper() for name in Settings.model_fields} | {
+        "PROMETHEUS_MULTIPROC_DIR",
+        "WEB_CONCURRENCY",
+        "BIND",
+    }
+    config = objects[("ConfigMap", "upload-service-config")]["data"]
+    secret = objects[("Secret", "upload-service-secrets")]["stringData"]
+    for key in [*config, *secret]:
+        assert key in known or key.startswith("GUNICORN_"), key
+    # Credentials live in the Secret, never in the ConfigMap.
+    assert "DATABASE_URL" in secret
+    assert "NOTIFICATION_SECRET" in secret
+    assert not {"DATABASE_URL", "JWT_SECRET", "NOTIFICATION_SECRET"} & set(config)
+
+
+def test_env_example_lists_every_setting_with_a_comment() -> None:
+    lines = (REPO / ".env.example").read_text().splitlines()
+    listed = {line.split("=", 1)[0]: index for index, line in enumerate(lines) if "=" in line}
+    listed = {name: index for name, index in listed.items() if not name.startswith("#")}
+    for name in Settings.model_fields:
+        assert name.upper() in listed, f"{name.upper()} missing from .env.example"
+    # Each block of settings opens with a comment that says what it is for.
+    for name, index in listed.items():
+        block_start = index
+        while (
+            block_start > 0
+            and "=" in lines[block_start - 1]
+            and not lines[block_start - 1].startswith("#")
+        ):
+            block_start -= 1
+        assert block_start > 0, name
+        assert lines[block_start - 1].startswith("#"), name
