@@ -33,7 +33,26 @@ def generate(out: Path = CLIENTS) -> None:
     """Write `openapi.json` and the `python/` client package into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     document = out / "openapi.json"
-    document.write_text(public_document(), encoding="utf-8")
+    # In a fresh interpreter: pydantic caches schemas by type equality, and `Literal` types that
+    # differ only in order are equal, so a process that built another one first could reorder
+    # an enum in the document. Its environment is clean and its folder has no `.env`, because
+    # importing `upload_service.main` builds the module-level app from the settings it finds.
+    with tempfile.TemporaryDirectory() as nowhere:
+        built = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import clients.generate as g; print(g.public_document(), end='')",
+            ],
+            cwd=nowhere,
+            env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(CLIENTS.parent)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    if built.returncode != 0:
+        raise RuntimeError(f"building the OpenAPI document failed:\n{built.stderr[-3000:]}")
+    document.write_text(built.stdout, encoding="utf-8")
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(scratch) / "python"
         subprocess.run(

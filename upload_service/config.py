@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     job_lease_s: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=5, ge=1)
+    # How often one janitor job runs across all workers; 0 stops workers from scheduling it.
+    janitor_interval_s: float = Field(default=3600.0, ge=0)
+    # Age past which an object without a row, or an unfinished upload, is taken for a crash's
+    # leftover: it must exceed the longest gap between an upload's object and its row commit.
+    janitor_orphan_age_s: float = Field(default=3600.0, ge=0)
 
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     readiness_requires_classifier: bool = False

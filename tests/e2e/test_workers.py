@@ -87,6 +87,8 @@ def workers(pg_url: str, pg_clean: object, tmp_path: Path) -> Iterator[WorkerPro
             "JWT_SECRET": TEST_SECRET,
             "WORKER_CONCURRENCY": "4",
             "JOB_LEASE_S": "10",
+            # No janitor job: the tests count exactly the jobs they queue.
+            "JANITOR_INTERVAL_S": "0",
             "LOG_LEVEL": "WARNING",
         }
     )
@@ -180,3 +182,22 @@ async def test_a_job_of_a_killed_worker_is_finished_by_another_after_its_lease(
         assert classifier.calls == [item.doc_id]  # the hung first call never counted
     finally:
         await server.stop(grace=0)
+
+
+async def test_worker_processes_started_together_schedule_one_janitor_job(
+    pg_sessions: Sessions, workers: WorkerProcesses
+) -> None:
+    # Slots of some thirty years: every process checks the same slot as it starts.
+    for _ in range(3):
+        workers.start(JANITOR_INTERVAL_S="1000000000")
+
+    async def janitor_jobs() -> list[Job]:
+        async with pg_sessions() as session:
+            return list(await session.scalars(select(Job).where(Job.kind == "janitor")))
+
+    await wait_for(janitor_jobs, lambda jobs: bool(jobs) and all(map(finished, jobs)), timeout_s=30)
+    await asyncio.sleep(2.0)  # any process slower to start has checked by now
+    assert workers.stop_all() == [0, 0, 0], workers.logs()
+
+    [job] = await janitor_jobs()
+    assert (job.id.startswith("task_janitor_"), job.status, job.attempts) == (True, "succeeded", 1)

@@ -74,3 +74,11 @@ def test_bad_configuration_is_one_line_naming_the_variable(variable: str, value:
     assert len(lines) == 1, result.stderr
     assert variable in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_janitor_runs_hourly_by_default_and_refuses_negative_times() -> None:
+    settings = load_settings(_env_file=None)
+    assert (settings.janitor_interval_s, settings.janitor_orphan_age_s) == (3600, 3600)
+    assert load_settings(_env_file=None, janitor_interval_s=0).janitor_interval_s == 0
+    with pytest.raises(ConfigurationError, match="JANITOR_ORPHAN_AGE_S"):
+        load_settings(_env_file=None, janitor_orphan_age_s=-1)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from upload_service import cli
 from upload_service.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +137,9 @@ def test_web_deployment_probes_and_drains_within_the_grace_period() -> None:
 
 def test_worker_deployment_runs_the_job_worker() -> None:
     worker = manifests()[("Deployment", "upload-service-worker")]
-    assert container(worker)["command"] == ["upload-service", "worker"]
+    command = container(worker)["command"]
+    assert command == ["upload-service", "worker"]
+    assert cli._parser().parse_args(command[1:]).command == "worker"
 
 
 def test_migration_job_service_and_configuration_examples() -> None:
@@ -179,3 +182,20 @@ def test_env_example_lists_every_setting_with_a_comment() -> None:
             block_start -= 1
         assert block_start > 0, name
         assert lines[block_start - 1].startswith("#"), name
+
+
+def test_workers_cancel_what_remains_before_gunicorn_kills_them(
+    gunicorn_conf: dict[str, Any],
+) -> None:
+    class Config:
+        timeout_graceful_shutdown: int | None = None
+
+    class Worker:
+        config = Config()
+
+    worker = Worker()
+    gunicorn_conf["post_fork"](None, worker)
+    grace = worker.config.timeout_graceful_shutdown
+    assert grace is not None
+    # uvicorn cancels leftovers first, so the lifespan shutdown runs inside gunicorn's limit.
+    assert 0 < grace < gunicorn_conf["graceful_timeout"]

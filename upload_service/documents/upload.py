@@ -30,6 +30,7 @@ from upload_service.errors import (
 )
 from upload_service.jobs.queue import enqueue
 from upload_service.storage.base import ObjectWriter, Storage
+from upload_service.storage.keys import raw_key
 
 logger = logging.getLogger("upload_service.documents")
 
@@ -92,7 +93,7 @@ async def upload_document(
             return await _replay(sessions, existing, streamed.sha256)
 
     doc_id = new_doc_id()
-    key = f"raw/{doc_id}{extension}"
+    key = raw_key(doc_id, extension)
     writer = await storage.open_writer(key, "application/octet-stream")
     try:
         streamed = await _consume(reader, sniffer, filename, max_bytes, writer=writer)

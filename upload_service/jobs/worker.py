@@ -4,9 +4,10 @@ One dispatcher task claims as many jobs as there are free slots (up to ten per s
 starts a task for each, so a claimed job is always a running job. Successes are committed in
 groups: while one transaction records a batch, the next batch gathers, so under load a commit
 serves many jobs and when idle it serves one without waiting. A housekeeping task renews the
-leases of running jobs and puts back in the queue the jobs of workers that died. `stop()` stops
-claiming, lets running jobs finish for a while, then hands back what is left, so that another
-worker can take it at once instead of waiting for its lease to run out.
+leases of running jobs and puts back in the queue the jobs of workers that died; unless
+`JANITOR_INTERVAL_S` is 0, a schedule task makes sure one janitor job runs per interval.
+`stop()` stops claiming, lets running jobs finish for a while, then hands back what is left, so
+that another worker can take it at once instead of waiting for its lease to run out.
 """
 
 from __future__ import annotations
@@ -27,19 +28,10 @@ from ulid import ULID
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
 from upload_service.context import correlation_id_var
-from upload_service.jobs.handlers import (
-    FAILURE_EFFECTS,
-    HANDLERS,
-    Effects,
-    HandlerContext,
-    PermanentJobError,
-    describe_error,
-    documents_requeued,
-    is_permanent,
-    prepare_claimed,
-)
-from upload_service.jobs.queue import (
-    Backoff,
+from upload_service.jobs.classification import documents_requeued, prepare_claimed
+from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError
+from upload_service.jobs.handlers import FAILURE_EFFECTS, HANDLERS, describe_error, is_permanent
+from upload_service.jobs.leases import (
     ClaimedJob,
     claim_jobs,
     mark_failed,
@@ -49,6 +41,8 @@ from upload_service.jobs.queue import (
     requeue_expired,
     schedule_retry,
 )
+from upload_service.jobs.queue import Backoff
+from upload_service.jobs.scheduler import JanitorScheduler
 from upload_service.metrics import record_job
 from upload_service.storage.base import Storage
 
@@ -95,6 +89,7 @@ class Worker:
         backoff: Backoff | None = None,
         poll_interval_s: float = 0.25,
         concurrency: int | None = None,
+        janitor_check_s: float | None = None,
     ) -> None:
         self.worker_id = worker_id or default_worker_id()
         # Core statements on the engine, not ORM sessions: at hundreds of jobs a second the
@@ -122,6 +117,11 @@ class Worker:
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
+        self._janitor_schedule = (
+            JanitorScheduler(self._engine, settings.janitor_interval_s, check_s=janitor_check_s)
+            if settings.janitor_interval_s > 0
+            else None
+        )
 
     @property
     def running_job_ids(self) -> set[str]:
@@ -134,6 +134,8 @@ class Worker:
             raise RuntimeError("the worker is already started")
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="job-leases")
+        if self._janitor_schedule is not None:
+            self._janitor_schedule.start()
         logger.info("worker %s started (concurrency %d)", self.worker_id, self._concurrency)
 
     async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - a grace period, then release
@@ -142,6 +144,8 @@ class Worker:
             return
         self._stopping = True
         self._wake.set()
+        if self._janitor_schedule is not None:
+            await self._janitor_schedule.stop()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         await _finish_or_cancel({self._dispatcher}, deadline - loop.time())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -17,6 +18,15 @@ class ByteRange:
     @property
     def length(self) -> int:
         return self.end - self.start + 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A committed object as a listing sees it; `modified_at` is timezone-aware UTC."""
+
+    key: str
+    size: int
+    modified_at: datetime
 
 
 class ObjectWriter(Protocol):
@@ -52,6 +62,14 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove the object; deleting a missing object is not an error."""
+        ...
+
+    def list_objects(self, prefix: str) -> AsyncIterator[StoredObject]:
+        """Stream the committed objects whose key starts with `prefix`, a page at a time."""
+        ...
+
+    async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
+        """Discard unfinished writes under `prefix` begun over `older_than` ago; count them."""
         ...
 
     async def check(self) -> None:

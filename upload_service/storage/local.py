@@ -1,178 +1,44 @@
 """Local file storage: each object is a file under one root, written atomically.
 
-A writer fills a hidden temporary file next to its target, then on commit flushes, fsyncs,
-renames it into place with `os.replace` and fsyncs the directory, so a reader sees either no
-object or the whole object, even after a crash. File I/O runs in worker threads, in batches of
-about a megabyte, so the event loop never waits on the disk.
+A writer (`local_writer.py`) fills a hidden temporary file next to its target and renames it into
+place on commit, so names starting with a dot are never objects. File I/O runs in worker threads,
+so the event loop never waits on the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import itertools
 import os
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Callable
-from datetime import timedelta
+from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, TypeVar
+from typing import BinaryIO
 
 from upload_service.errors import StorageUnavailable
-from upload_service.storage.base import ByteRange
+from upload_service.storage.base import ByteRange, StoredObject
+from upload_service.storage.local_writer import LocalObjectWriter
 
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-WRITE_BATCH_BYTES = 1024 * 1024
-WRITEBACK_BYTES = 8 * 1024 * 1024
-_ADVISE = hasattr(os, "posix_fadvise")
 READ_CHUNK_BYTES = 256 * 1024
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".part"
+LIST_BATCH = 1000
+
+
+@dataclass(slots=True)
+class _ScanBatch:
+    objects: list[StoredObject] = field(default_factory=list)
+    directories: list[Path] = field(default_factory=list)
+    scanned: int = 0
+    exhausted: bool = False
 
 
 class InvalidStorageKey(ValueError):
     """A key that is empty, absolute, or would leave the storage root."""
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename is only durable once the directory entry itself is on disk.
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class LocalObjectWriter:
-    """A write into a temporary file that becomes the object on `commit`."""
-
-    def __init__(
-        self,
-        file: BinaryIO,
-        temp_path: Path,
-        final_path: Path,
-        background: set[asyncio.Future[None]],
-    ) -> None:
-        self._file = file
-        self._background = background
-        self._temp_path = temp_path
-        self._final_path = final_path
-        self._buffer = bytearray()
-        self._pending: asyncio.Future[Any] | None = None
-        self._written = 0
-        self._advised = 0
-        self._published = False
-        self._state = "open"
-
-    async def write(self, chunk: bytes) -> None:
-        """Append bytes; each filled megabyte goes to a thread while the next one fills."""
-        self._ensure_open()
-        if not chunk:
-            return
-        try:
-            self._buffer += chunk
-            if len(self._buffer) >= WRITE_BATCH_BYTES:
-                await self._flush_buffer()
-        except Exception:
-            await self.abort()
-            raise
-
-    async def commit(self) -> None:
-        """Flush, fsync and rename the temporary file into place."""
-        self._ensure_open()
-        try:
-            await self._flush_buffer()
-            await self._wait_for_pending()
-            await self._in_thread(self._publish)
-        except Exception:
-            await self.abort()
-            raise
-        self._state = "committed"
-
-    async def abort(self) -> None:
-        """Close and remove the temporary file; never raises."""
-        if self._state != "open":
-            return
-        self._state = "aborted"
-        self._buffer = bytearray()
-        # Shielded so that a cancelled caller still leaves no temporary file behind; the
-        # storage holds the task so it is neither garbage-collected nor cut short by aclose.
-        cleanup = asyncio.ensure_future(self._discard())
-        self._background.add(cleanup)
-        cleanup.add_done_callback(self._background.discard)
-        with contextlib.suppress(Exception):
-            await asyncio.shield(cleanup)
-
-    async def _discard(self) -> None:
-        pending = self._pending
-        if pending is not None and not pending.done():
-            # A write still running in its thread must finish before the file is closed.
-            with contextlib.suppress(BaseException):
-                await pending
-        try:
-            await asyncio.to_thread(self._close_and_unlink)
-            if self._published:
-                # A commit whose caller was cancelled may have renamed the file into place
-                # anyway: an aborted write leaves nothing behind.
-                await asyncio.to_thread(self._final_path.unlink, missing_ok=True)
-        except Exception:
-            logger.warning("could not remove a temporary upload file", exc_info=True)
-
-    def _close_and_unlink(self) -> None:
-        with contextlib.suppress(OSError):
-            self._file.close()
-        self._temp_path.unlink(missing_ok=True)
-
-    def _publish(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._temp_path, self._final_path)
-        self._published = True
-        _fsync_directory(self._final_path.parent)
-
-    async def _flush_buffer(self) -> None:
-        # At most one write in flight: wait for the previous one (its error surfaces here),
-        # then hand this buffer to a thread and return, so the disk works while bytes arrive.
-        await self._wait_for_pending()
-        if not self._buffer:
-            return
-        data, self._buffer = self._buffer, bytearray()
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_block, data))
-
-    async def _wait_for_pending(self) -> None:
-        pending = self._pending
-        if pending is not None:
-            await asyncio.shield(pending)
-
-    def _write_block(self, data: bytearray) -> None:
-        self._file.write(data)
-        self._written += len(data)
-        if _ADVISE and self._written - self._advised >= WRITEBACK_BYTES:
-            # Start writeback of what is written so far (DONTNEED on dirty pages begins it
-            # without waiting), so the fsync at commit only waits for the tail of the file.
-            self._file.flush()
-            os.posix_fadvise(
-                self._file.fileno(),
-                self._advised,
-                self._written - self._advised,
-                os.POSIX_FADV_DONTNEED,
-            )
-            self._advised = self._written
-
-    async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
-        # The thread keeps running if the caller is cancelled; `_pending` lets abort wait for it.
-        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
-        self._pending = task
-        return await asyncio.shield(task)
-
-    def _ensure_open(self) -> None:
-        if self._state != "open":
-            raise RuntimeError(f"the writer is already {self._state}")
 
 
 class LocalStorage:
@@ -275,13 +141,39 @@ class LocalStorage:
         except OSError as exc:
             raise StorageUnavailable("local storage directory is not writable") from exc
 
-    async def abort_incomplete_uploads(self, older_than: timedelta) -> int:
-        """Delete temporary files a crash left, older than `older_than` (for the janitor)."""
+    async def list_objects(self, prefix: str) -> AsyncGenerator[StoredObject, None]:
+        """Stream the committed objects whose key starts with `prefix`, a batch at a time."""
+        first = self._directory_of(prefix)
+        directories = [first]
+        # Bounded: each directory is listed once (links are not followed), in batches of
+        # LIST_BATCH entries, so a directory of a million files is never held in memory.
+        while directories:
+            directory = directories.pop()
+            try:
+                entries = await asyncio.to_thread(os.scandir, directory)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                while True:
+                    batch = await asyncio.to_thread(self._scan_batch, entries, prefix)
+                    directories.extend(batch.directories)
+                    for stored in batch.objects:
+                        yield stored
+                    if batch.exhausted:
+                        break
+            finally:
+                await asyncio.to_thread(entries.close)
+
+    async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
+        """Delete temporary files a crash left under `prefix`, older than `older_than`."""
+        directory = self._directory_of(prefix)
 
         def sweep() -> int:
             cutoff = time.time() - older_than.total_seconds()
             removed = 0
-            for path in self._root.rglob(f"{TEMP_PREFIX}*"):
+            for path in directory.rglob(f"{TEMP_PREFIX}*"):
+                if not self._key_of_temp(path).startswith(prefix):
+                    continue
                 with contextlib.suppress(FileNotFoundError):
                     if path.is_file() and path.stat().st_mtime < cutoff:
                         path.unlink()
@@ -289,6 +181,36 @@ class LocalStorage:
             return removed
 
         return await asyncio.to_thread(sweep)
+
+    def _directory_of(self, prefix: str) -> Path:
+        # The deepest directory that holds every key starting with `prefix`.
+        directory = prefix.rpartition("/")[0]
+        return self.path_for(directory) if directory else self._root
+
+    def _key_of_temp(self, path: Path) -> str:
+        # `.tmp-<name>.<random>.part` becomes `<name>` on commit (see `open_writer`).
+        name = path.name.removeprefix(TEMP_PREFIX).removesuffix(TEMP_SUFFIX).rpartition(".")[0]
+        return path.parent.joinpath(name).relative_to(self._root).as_posix()
+
+    def _scan_batch(self, entries: Iterator[os.DirEntry[str]], prefix: str) -> _ScanBatch:
+        batch = _ScanBatch()
+        for entry in itertools.islice(entries, LIST_BATCH):
+            batch.scanned += 1
+            if entry.name.startswith("."):
+                continue  # temporary files of writes in progress, never objects
+            key = Path(entry.path).relative_to(self._root).as_posix()
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if f"{key}/".startswith(prefix) or prefix.startswith(f"{key}/"):
+                        batch.directories.append(Path(entry.path))
+                elif entry.is_file(follow_symlinks=False) and key.startswith(prefix):
+                    stat = entry.stat(follow_symlinks=False)
+                    modified_at = datetime.fromtimestamp(stat.st_mtime, UTC)
+                    batch.objects.append(StoredObject(key, stat.st_size, modified_at))
+            except FileNotFoundError:
+                continue  # deleted while we listed
+        batch.exhausted = batch.scanned < LIST_BATCH
+        return batch
 
     async def aclose(self) -> None:
         """Wait (briefly) for aborted writes to finish removing their temporary files."""

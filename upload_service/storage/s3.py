@@ -1,24 +1,18 @@
 """S3 storage through boto3, with every blocking call on a dedicated thread pool.
 
-Writes stream: an object smaller than one part goes up in one `put_object` on commit; a larger
-one becomes a multipart upload of `part_size` parts, where one part may be uploading while the
-next one fills. Every part buffer is paid for in the process's `BufferBudget` before it is
-filled and paid back once it is sent, so `write` waits (and the route stops reading its client)
-while the budget is spent. Any failure, cancellation or `abort` aborts the multipart upload, so
-no incomplete upload is left behind for the janitor.
+Writes stream through `S3ObjectWriter` (`s3_writer.py`): one `put_object` for a small object, a
+multipart upload of bounded part buffers for a larger one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
 
 import boto3
 from botocore.config import Config
@@ -32,13 +26,14 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from upload_service.errors import StorageUnavailable
-from upload_service.storage.base import ByteRange
+from upload_service.storage.base import ByteRange, StoredObject
 from upload_service.storage.budget import BufferBudget
+from upload_service.storage.s3_writer import S3ObjectWriter
 
 if TYPE_CHECKING:
     from botocore.config import _S3Dict
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
 
     from upload_service.config import Settings
 
@@ -51,11 +46,8 @@ _MIB = 1024 * 1024
 PART_SIZE = 8 * _MIB
 MIN_PART_SIZE = 5 * _MIB  # S3's floor for every part but the last
 MAX_PART_SIZE = 5 * 1024 * _MIB
-MAX_PARTS = 10_000
 READ_CHUNK_BYTES = 256 * 1024
-# A part up to this size is kept as the chunks it arrived in; a larger one is copied once into
-# a buffer of a whole part, so a small upload never allocates (and zeroes) a whole part.
-SMALL_OBJECT_BYTES = 1 * _MIB
+LIST_PAGE_SIZE = 1000  # S3's own maximum
 _THROTTLING_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout"})
 _NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
@@ -80,233 +72,6 @@ def _as_bytes(body: bytes | bytearray) -> bytes:
     return cast(bytes, body)
 
 
-class S3ObjectWriter:
-    """A streaming write to one S3 key; nothing is visible before `commit`."""
-
-    def __init__(self, storage: S3Storage, key: str, content_type: str) -> None:
-        self._storage = storage
-        self._key = key
-        self._content_type = content_type
-        self._part_size = storage.part_size
-        self._budget = storage.budget
-        # The part being filled: while it is small, the chunks as they came (no copy); once
-        # it outgrows SMALL_OBJECT_BYTES, one preallocated buffer of a part, filled in place.
-        self._holding_budget = False
-        self._small: list[bytes] = []
-        self._buffer: bytearray | None = None
-        self._filled = 0
-        self._upload_id: str | None = None
-        self._next_part_number = 1
-        self._parts: list[CompletedPartTypeDef] = []
-        # Parts being sent, oldest first; at most `max_parts_in_flight` at once.
-        self._in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Operations whose thread may outlive a cancelled caller; cleanup waits for them.
-        self._pending: set[asyncio.Future[Any]] = set()
-        self._completed = False
-        self._state = "open"
-
-    @property
-    def upload_id(self) -> str | None:
-        """The multipart upload's id once the object outgrew one part, else None."""
-        return self._upload_id
-
-    async def write(self, chunk: bytes) -> None:
-        """Append bytes; waits while the buffer budget is spent or the previous part is sending."""
-        self._ensure_open()
-        if not chunk:
-            return
-        try:
-            await self._write(chunk)
-        except BaseException:
-            await self._discard()
-            raise
-
-    async def commit(self) -> None:
-        """Upload what remains and make the object visible, complete, at once."""
-        self._ensure_open()
-        self._state = "committing"
-        try:
-            if self._upload_id is None:
-                body, held = self._detach_part()
-                await self._guarded(self._put_object(body, held))
-            else:
-                if self._filled:
-                    await self._send_part()
-                await self._wait_in_flight()
-                await self._guarded(self._complete())
-        except BaseException:
-            await self._discard()
-            raise
-        self._state = "committed"
-
-    async def abort(self) -> None:
-        """Discard everything written, aborting the multipart upload; never raises."""
-        with contextlib.suppress(Exception):
-            await self._discard()
-
-    async def _write(self, chunk: bytes) -> None:
-        if self._buffer is None and self._filled + len(chunk) <= SMALL_OBJECT_BYTES:
-            if not self._holding_budget:
-                await self._take_budget()
-            # A caller's bytearray could change under us after `write` returns.
-            self._small.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
-            self._filled += len(chunk)
-            return
-        view = memoryview(chunk)
-        # Each turn consumes at least one byte, so the loop ends.
-        while len(view):
-            if self._filled == self._part_size:
-                # More bytes than one part: the object becomes (or stays) a multipart upload.
-                await self._send_part()
-            if not self._holding_budget:
-                await self._take_budget()
-            buffer = self._whole_part_buffer()
-            taken = min(len(view), self._part_size - self._filled)
-            buffer[self._filled : self._filled + taken] = view[:taken]
-            self._filled += taken
-            view = view[taken:]
-
-    async def _take_budget(self) -> None:
-        await self._budget.acquire(self._part_size)
-        self._holding_budget = True
-
-    def _whole_part_buffer(self) -> bytearray:
-        if self._buffer is None:
-            buffer = bytearray(self._part_size)
-            offset = 0
-            for piece in self._small:
-                buffer[offset : offset + len(piece)] = piece
-                offset += len(piece)
-            self._small = []
-            self._buffer = buffer
-        return self._buffer
-
-    def _detach_part(self) -> tuple[bytes | bytearray, bool]:
-        """Take the part being filled, and with it the budget it holds."""
-        body: bytes | bytearray
-        if self._buffer is not None:
-            body = self._buffer
-            # Truncating in place: the unused tail is given back without copying the bytes.
-            del body[self._filled :]
-        else:
-            body = b"".join(self._small)
-        held = self._holding_budget
-        self._buffer, self._small, self._filled, self._holding_budget = None, [], 0, False
-        return body, held
-
-    async def _send_part(self) -> None:
-        if self._upload_id is None:
-            await self._guarded(self._create_multipart_upload())
-        # A bounded number of parts in flight: the next one waits here, holding its full buffer.
-        # Every buffer came from the shared budget, so memory stays bounded however many run.
-        while len(self._in_flight) >= self._storage.max_parts_in_flight:
-            await asyncio.shield(self._in_flight[0])
-            self._in_flight.popleft()
-        part_number = self._next_part_number
-        if part_number > MAX_PARTS:
-            raise ValueError(f"an object may have at most {MAX_PARTS} parts")
-        self._next_part_number += 1
-        body, held = self._detach_part()
-        self._in_flight.append(self._track(self._upload_one_part(part_number, body, held)))
-
-    async def _wait_in_flight(self) -> None:
-        while self._in_flight:
-            await asyncio.shield(self._in_flight[0])
-            self._in_flight.popleft()
-
-    async def _create_multipart_upload(self) -> None:
-        response = await self._storage._run(
-            self._storage.client.create_multipart_upload,
-            Bucket=self._storage.bucket,
-            Key=self._key,
-            ContentType=self._content_type,
-        )
-        # Recorded by this task itself, so that even a cancelled caller's cleanup can abort it.
-        self._upload_id = response["UploadId"]
-
-    async def _upload_one_part(
-        self, part_number: int, body: bytes | bytearray, held_budget: bool
-    ) -> None:
-        assert self._upload_id is not None
-        try:
-            etag = await self._storage._upload_part(self._key, self._upload_id, part_number, body)
-            self._parts.append({"ETag": etag, "PartNumber": part_number})
-        finally:
-            del body
-            if held_budget:
-                self._budget.release(self._part_size)
-
-    async def _put_object(self, body: bytes | bytearray, held_budget: bool) -> None:
-        try:
-            await self._storage._put_object(self._key, self._content_type, body)
-            self._completed = True
-        finally:
-            del body
-            if held_budget:
-                self._budget.release(self._part_size)
-
-    async def _complete(self) -> None:
-        assert self._upload_id is not None
-        parts = sorted(self._parts, key=lambda part: part["PartNumber"])
-        await self._storage._run(
-            self._storage.client.complete_multipart_upload,
-            Bucket=self._storage.bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": parts},
-        )
-        self._completed = True
-
-    def _track(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-        task = asyncio.ensure_future(coroutine)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return task
-
-    async def _guarded(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        # Shielded: if our caller is cancelled, the operation still ends (its thread would
-        # anyway) and cleanup sees its outcome instead of guessing.
-        return await asyncio.shield(self._track(coroutine))
-
-    async def _discard(self) -> None:
-        if self._state in ("committed", "aborted"):
-            return
-        self._state = "aborted"
-        cleanup = self._storage._keep_alive(self._cleanup())
-        await asyncio.shield(cleanup)
-
-    async def _cleanup(self) -> None:
-        # First let every operation already started finish: a part still sending owns its
-        # budget, and an abort racing an upload could leave that part behind.
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
-        _, held = self._detach_part()
-        if held:
-            self._budget.release(self._part_size)
-        if self._upload_id is not None and not self._completed:
-            try:
-                await self._storage._run(
-                    self._storage.client.abort_multipart_upload,
-                    Bucket=self._storage.bucket,
-                    Key=self._key,
-                    UploadId=self._upload_id,
-                )
-            except Exception:
-                logger.warning(
-                    "could not abort multipart upload %s; the janitor will", self._upload_id
-                )
-        if self._completed:
-            # A commit whose caller was cancelled went through anyway: undo it.
-            try:
-                await self._storage.delete(self._key)
-            except Exception:
-                logger.warning("could not delete the object of an aborted write")
-
-    def _ensure_open(self) -> None:
-        if self._state != "open":
-            raise RuntimeError(f"the writer is {self._state}")
-
-
 class S3Storage:
     """Objects in one S3 bucket; every boto3 call runs on the storage's own thread pool."""
 
@@ -322,6 +87,7 @@ class S3Storage:
         max_pool_connections: int = 32,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
+        list_page_size: int = LIST_PAGE_SIZE,
     ) -> None:
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
             raise ValueError(f"part_size must be between {MIN_PART_SIZE} and {MAX_PART_SIZE}")
@@ -332,6 +98,7 @@ class S3Storage:
         self.part_size = part_size
         # Two parts sending while a third fills keeps a lone upload near the endpoint's speed.
         self.max_parts_in_flight = max_parts_in_flight
+        self.list_page_size = list_page_size
         # Custom endpoints (MinIO, Ceph, moto) rarely resolve virtual-hosted bucket names.
         s3_options: _S3Dict | None = {"addressing_style": "path"} if endpoint_url else None
         session = boto3.session.Session()
@@ -427,6 +194,27 @@ class S3Storage:
     async def delete(self, key: str) -> None:
         """Remove the object; S3 treats a missing object as already deleted."""
         await self._run(self.client.delete_object, Bucket=self.bucket, Key=key)
+
+    async def list_objects(self, prefix: str) -> AsyncGenerator[StoredObject, None]:
+        """Stream the objects whose key starts with `prefix`, a `list_objects_v2` page at a time."""
+        # Making the iterator sends nothing: each page is fetched by `next`, on the pool.
+        pages = iter(
+            self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=prefix,
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+        )
+
+        def next_page() -> ListObjectsV2OutputTypeDef | None:
+            return next(pages, None)
+
+        # Ends with the listing (botocore stops on a repeated continuation token, too); one page
+        # is in memory at a time.
+        while (page := await self._run(next_page)) is not None:
+            for item in page.get("Contents", []):
+                modified_at = item["LastModified"].astimezone(UTC)
+                yield StoredObject(item["Key"], item["Size"], modified_at)
 
     async def check(self) -> None:
         """Raise `StorageUnavailable` unless the bucket answers a HEAD request."""

@@ -9,17 +9,16 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.integration.jobs.support import get_job
-from upload_service.jobs.queue import (
+from upload_service.jobs.leases import (
     claim_jobs,
-    enqueue,
     mark_failed,
     mark_succeeded,
     release_jobs,
     renew_leases,
     requeue_expired,
     schedule_retry,
-    utc_now,
 )
+from upload_service.jobs.queue import enqueue, utc_now
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.fixtures.app import MakeSettings
@@ -20,8 +21,11 @@ from tests.integration.jobs.support import (
     wait_for_job,
 )
 from upload_service.db.migrate import upgrade_to_head
+from upload_service.db.models import Job
 from upload_service.db.session import create_engine, create_session_factory
-from upload_service.jobs.queue import claim_jobs, enqueue, mark_succeeded
+from upload_service.jobs.leases import claim_jobs, mark_succeeded
+from upload_service.jobs.queue import enqueue, utc_now
+from upload_service.jobs.scheduler import schedule_janitor
 from upload_service.storage.local import LocalStorage
 
 
@@ -85,3 +89,20 @@ async def test_worker_classifies_on_sqlite(
         assert flaky.task_id is not None
         job = await wait_for_job(sqlite_sessions, flaky.task_id, finished)
     assert (job.status, job.attempts) == ("succeeded", 2)
+
+
+async def test_janitor_is_scheduled_once_per_slot_on_sqlite(sqlite_url: str) -> None:
+    engine = create_engine(sqlite_url)
+    try:
+        now = utc_now()
+        async with engine.begin() as conn:
+            first = await schedule_janitor(conn, interval_s=3600, now=now)
+            while_queued = await schedule_janitor(conn, interval_s=3600, now=now)
+            await conn.execute(update(Job).values(status="succeeded"))
+            # Nothing active any more: only the slot's fixed id (ON CONFLICT) stops a second job.
+            after_it_ran = await schedule_janitor(conn, interval_s=3600, now=now)
+    finally:
+        await engine.dispose()
+
+    assert first is not None
+    assert (while_queued, after_it_ran) == (None, None)

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from upload_service.errors import StorageUnavailable
-from upload_service.storage.base import ByteRange
+from upload_service.storage.base import ByteRange, StoredObject
 from upload_service.storage.local import (
+    LIST_BATCH,
     READ_CHUNK_BYTES,
     TEMP_PREFIX,
-    WRITE_BATCH_BYTES,
     InvalidStorageKey,
     LocalStorage,
 )
+from upload_service.storage.local_writer import WRITE_BATCH_BYTES
 
 KEY = "raw/doc_01HN3K8V2NKDQ7HTXJFR9CPWK.pdf"
 
@@ -275,3 +276,77 @@ async def test_abort_incomplete_uploads_sweeps_temporary_files_a_crash_left(
 
     assert files_under(storage.root) == ["raw/doc_kept.pdf"]
     await writer.abort()  # the writer's own cleanup copes with the file being gone
+
+
+async def test_abort_incomplete_uploads_keeps_to_its_prefix(storage: LocalStorage) -> None:
+    raw = await storage.open_writer("raw/doc_a.pdf", "application/pdf")
+    other = await storage.open_writer("exports/doc_b.pdf", "application/pdf")
+    for writer in (raw, other):
+        await writer.write(b"partial")  # then the process "dies"
+
+    assert await storage.abort_incomplete_uploads(timedelta(seconds=-1), "raw/") == 1
+
+    [left] = [name for name in files_under(storage.root) if "/.tmp-" in f"/{name}"]
+    assert left.startswith("exports/")
+    await raw.abort()
+    await other.abort()
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+async def list_all(storage: LocalStorage, prefix: str) -> list[StoredObject]:
+    """Every object the listing streams, sorted by key."""
+    return sorted([item async for item in storage.list_objects(prefix)], key=lambda o: o.key)
+
+
+async def test_list_objects_gives_committed_objects_under_the_prefix_with_size_and_time(
+    storage: LocalStorage,
+) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    await store(storage, "raw/doc_a.pdf", b"a" * 10)
+    await store(storage, "raw/sub/doc_b.png", b"b" * 20)
+    await store(storage, "rawish/doc_c.pdf", b"c")
+    await store(storage, "exports/doc_d.pdf", b"d")
+    in_progress = await storage.open_writer("raw/doc_e.pdf", "application/pdf")
+    await in_progress.write(b"not yet")
+
+    listed = await list_all(storage, "raw/")
+
+    assert [(item.key, item.size) for item in listed] == [
+        ("raw/doc_a.pdf", 10),
+        ("raw/sub/doc_b.png", 20),
+    ]
+    assert all(before <= item.modified_at <= datetime.now(UTC) for item in listed)
+    assert all(item.modified_at.tzinfo is not None for item in listed)
+    assert [item.key for item in await list_all(storage, "raw")] == [
+        "raw/doc_a.pdf",
+        "raw/sub/doc_b.png",
+        "rawish/doc_c.pdf",
+    ]
+    assert len(await list_all(storage, "")) == 4
+    assert [item.key for item in await list_all(storage, "raw/doc_")] == ["raw/doc_a.pdf"]
+    await in_progress.abort()
+
+
+async def test_list_objects_of_a_missing_directory_is_empty(storage: LocalStorage) -> None:
+    assert await list_all(storage, "raw/") == []
+
+
+async def test_list_objects_streams_a_directory_larger_than_one_batch(
+    storage: LocalStorage,
+) -> None:
+    directory = storage.root / "raw"
+    directory.mkdir(parents=True)
+    count = LIST_BATCH * 2 + 3
+    for index in range(count):
+        (directory / f"doc_{index:05d}.pdf").write_bytes(b"x")
+
+    listed = await list_all(storage, "raw/")
+
+    assert [item.key for item in listed] == [f"raw/doc_{index:05d}.pdf" for index in range(count)]
+
+
+async def test_list_objects_refuses_a_prefix_that_leaves_the_root(storage: LocalStorage) -> None:
+    with pytest.raises(InvalidStorageKey):
+        await list_all(storage, "../")

@@ -7,7 +7,7 @@ import random
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,7 +16,8 @@ from tests.fixtures.s3 import TEST_REGION, free_port
 from upload_service.errors import StorageUnavailable
 from upload_service.storage.base import ByteRange, ObjectWriter, Storage
 from upload_service.storage.budget import BufferBudget
-from upload_service.storage.s3 import MIN_PART_SIZE, READ_CHUNK_BYTES, S3ObjectWriter, S3Storage
+from upload_service.storage.s3 import MIN_PART_SIZE, READ_CHUNK_BYTES, S3Storage
+from upload_service.storage.s3_writer import S3ObjectWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -572,3 +573,42 @@ async def test_abort_incomplete_uploads_removes_those_older_than_the_threshold(
     assert await s3_storage.abort_incomplete_uploads(timedelta(0)) == 1
 
     assert incomplete_uploads(s3_client, s3_bucket) == []
+
+
+async def test_abort_incomplete_uploads_keeps_to_its_prefix(
+    s3_storage: S3Storage, s3_client: S3Client, s3_bucket: str
+) -> None:
+    s3_client.create_multipart_upload(Bucket=s3_bucket, Key="raw/doc_crashed.pdf")
+    s3_client.create_multipart_upload(Bucket=s3_bucket, Key="exports/doc_other.pdf")
+
+    assert await s3_storage.abort_incomplete_uploads(timedelta(hours=1), "raw/") == 1
+
+    assert incomplete_uploads(s3_client, s3_bucket) == ["exports/doc_other.pdf"]
+
+
+# --- listing --------------------------------------------------------------------------------
+
+
+async def test_list_objects_pages_through_the_objects_under_the_prefix(
+    moto_server: str, s3_bucket: str, s3_client: S3Client, buffer_budget: BufferBudget
+) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    keys = [f"raw/doc_{index}.pdf" for index in range(5)]
+    for index, key in enumerate(keys):
+        s3_client.put_object(Bucket=s3_bucket, Key=key, Body=b"x" * index)
+    s3_client.put_object(Bucket=s3_bucket, Key="exports/doc_9.pdf", Body=b"other")
+    s3_client.create_multipart_upload(Bucket=s3_bucket, Key="raw/doc_unfinished.pdf")
+    # Two keys a page: five objects take three requests, and the listing still sees them all.
+    storage = S3Storage(s3_bucket, moto_server, TEST_REGION, buffer_budget, list_page_size=2)
+    requests: list[str] = []
+    storage.client.meta.events.register(
+        "before-call.s3.ListObjectsV2", lambda **kwargs: requests.append("list")
+    )
+    try:
+        listed = [item async for item in storage.list_objects("raw/")]
+    finally:
+        await storage.aclose()
+
+    assert [(item.key, item.size) for item in listed] == [(key, i) for i, key in enumerate(keys)]
+    assert len(requests) == 3
+    assert all(before <= item.modified_at <= datetime.now(UTC) for item in listed)

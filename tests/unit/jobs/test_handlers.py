@@ -10,14 +10,9 @@ from datetime import UTC, datetime
 import httpx
 
 from upload_service.errors import ClassifierTimeout, ClassifierUnavailable
-from upload_service.jobs.handlers import (
-    PermanentJobError,
-    WebhookDeliveryFailed,
-    describe_error,
-    document_event,
-    is_permanent,
-    signature,
-)
+from upload_service.jobs.handler_context import PermanentJobError
+from upload_service.jobs.handlers import describe_error, is_permanent
+from upload_service.jobs.notifications import WebhookDeliveryFailed, document_event, signature
 
 
 def test_signature_is_the_hex_hmac_sha256_of_the_raw_body() -> None:

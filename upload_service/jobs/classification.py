@@ -1,0 +1,171 @@
+"""The `classify` job: the document goes `processing`, its bytes to the classifier, `complete`.
+
+Documents are marked `processing` in the claim's own transaction, a batch at a time; a job that
+runs out of attempts leaves its document `failed` with the error (`classify_failed`). Either
+outcome queues a webhook notification in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Table, bindparam, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from upload_service.classifier.base import DocumentToClassify
+from upload_service.db.models import Base
+from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError, Subject
+from upload_service.jobs.leases import ClaimedJob
+from upload_service.jobs.notifications import document_event, enqueue_notification
+from upload_service.jobs.queue import JobKind, utc_now
+
+logger = logging.getLogger(__name__)
+
+
+# Built once, on the table: see `queue.py` for why.
+DOCUMENTS: Table = Base.metadata.tables["documents"]
+_d = DOCUMENTS.c
+_START = (
+    update(DOCUMENTS)
+    .where(_d.id.in_(bindparam("ids", expanding=True)))
+    .values(status="processing", updated_at=bindparam("now"))
+    .returning(
+        _d.id, _d.owner, _d.filename, _d.content_type, _d.size_bytes, _d.sha256, _d.storage_key
+    )
+)
+_COMPLETE = (
+    update(DOCUMENTS)
+    .where(_d.id == bindparam("doc_id"))
+    .values(
+        status="complete",
+        classification=bindparam("classification"),
+        error=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(_d.id)
+)
+_REQUEUE = (
+    update(DOCUMENTS)
+    .where(_d.id.in_(bindparam("ids", expanding=True)), _d.status == "processing")
+    .values(status="queued", updated_at=bindparam("now"))
+)
+_FAIL = (
+    update(DOCUMENTS)
+    .where(_d.id == bindparam("doc_id"))
+    .values(
+        status="failed", classification=None, error=bindparam("error"), updated_at=bindparam("now")
+    )
+    .returning(_d.owner)
+)
+
+
+async def start_classifications(
+    conn: AsyncConnection, jobs: list[ClaimedJob]
+) -> dict[str, Subject | None]:
+    """Mark the documents of claimed classify jobs `processing`; their rows by job id."""
+    doc_ids = {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
+    if not doc_ids:
+        return {}
+    rows = await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})
+    found = {
+        row.id: Subject(
+            doc_id=row.id,
+            owner=row.owner,
+            filename=row.filename,
+            content_type=row.content_type,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            storage_key=row.storage_key,
+        )
+        for row in rows
+    }
+    return {job.id: found.get(job.doc_id) for job in jobs if job.doc_id in doc_ids}
+
+
+async def prepare_claimed(
+    conn: AsyncConnection, jobs: list[ClaimedJob]
+) -> dict[str, Subject | None]:
+    """Work done in the claim's own transaction, a batch at a time (saves one per job).
+
+    Returns the classify jobs' documents by job id, for `HandlerContext.subjects`.
+    """
+    return await start_classifications(conn, jobs)
+
+
+async def documents_requeued(conn: AsyncConnection, jobs: list[ClaimedJob]) -> None:
+    """Documents of classify jobs handed back unfinished are `queued` again, not `processing`."""
+    doc_ids = sorted({job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id})
+    if doc_ids:
+        await conn.execute(_REQUEUE, {"ids": doc_ids, "now": utc_now()})
+
+
+async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
+    """Classify the job's document: processing, stream its bytes to the classifier, complete."""
+    if job.id in ctx.subjects:
+        subject = ctx.subjects.pop(job.id)
+    else:
+        async with ctx.engine.begin() as conn:
+            subject = (await start_classifications(conn, [job])).get(job.id)
+    if subject is None:
+        logger.info("classify %s: document %s is gone; nothing to do", job.id, job.doc_id)
+        return None
+    document = DocumentToClassify(
+        doc_id=subject.doc_id,
+        filename=subject.filename,
+        content_type=subject.content_type,
+        size_bytes=subject.size_bytes,
+        sha256=subject.sha256,
+    )
+    try:
+        result = await ctx.classifier.classify(document, ctx.storage.read(subject.storage_key))
+    except FileNotFoundError:
+        raise PermanentJobError("The document's bytes are missing from storage") from None
+    classification = {
+        "label": result.label,
+        "confidence": result.confidence,
+        "model_version": result.model_version,
+    }
+
+    async def complete(conn: AsyncConnection) -> None:
+        now = utc_now()
+        params = {"doc_id": subject.doc_id, "classification": classification, "now": now}
+        if (await conn.execute(_COMPLETE, params)).first() is None:
+            return  # Deleted while it was being classified: nobody to tell.
+        body = document_event(
+            event="document.completed",
+            doc_id=subject.doc_id,
+            owner=subject.owner,
+            status="complete",
+            classification=classification,
+            occurred_at=now,
+        )
+        await enqueue_notification(conn, ctx.settings, body, correlation_id=job.correlation_id)
+
+    logger.info("classified %s as %s (%.2f)", subject.doc_id, result.label, result.confidence)
+    return complete
+
+
+def classify_failed(ctx: HandlerContext, job: ClaimedJob, message: str) -> Effects:
+    """The document of a classify job that ran out of attempts: `failed`, with its error."""
+    error = {
+        "code": "CLASSIFICATION_FAILED",
+        "message": f"Classification failed after {job.attempts} attempt(s): {message}",
+    }
+
+    async def fail_document(conn: AsyncConnection) -> None:
+        now = utc_now()
+        params = {"doc_id": job.doc_id, "error": error, "now": now}
+        row = (await conn.execute(_FAIL, params)).one_or_none()
+        if row is None or job.doc_id is None:
+            return
+        body = document_event(
+            event="document.failed",
+            doc_id=job.doc_id,
+            owner=row.owner,
+            status="failed",
+            error=error,
+            occurred_at=now,
+        )
+        await enqueue_notification(conn, ctx.settings, body, correlation_id=job.correlation_id)
+
+    return fail_document

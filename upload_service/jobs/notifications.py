@@ -1,0 +1,112 @@
+"""The `notify` job: POST a document's event to the webhook, signed, retried until it lands."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
+from ulid import ULID
+
+from upload_service.config import Settings
+from upload_service.jobs.handler_context import Effects, HandlerContext
+from upload_service.jobs.leases import ClaimedJob
+from upload_service.jobs.queue import JobKind, insert_job, utc_now
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_TIMEOUT_S = 10.0
+
+
+class WebhookDeliveryFailed(Exception):
+    """The webhook answered non-2xx or could not be reached; the queue retries the delivery."""
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, as the contract writes times."""
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The `X-Signature` value: `sha256=` and the hex HMAC-SHA256 of the raw body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def document_event(
+    *,
+    event: str,
+    doc_id: str,
+    owner: str,
+    status: str,
+    classification: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A webhook body; its `event_id` is fixed here, once, so every retry repeats it."""
+    body: dict[str, Any] = {
+        "event_id": f"evt_{ULID()}",
+        "event": event,
+        "doc_id": doc_id,
+        "owner": owner,
+        "status": status,
+    }
+    if error is not None:
+        body["error"] = error
+    else:
+        body["classification"] = classification
+    body["occurred_at"] = iso_utc(occurred_at or utc_now())
+    return body
+
+
+async def enqueue_notification(
+    conn: AsyncConnection,
+    settings: Settings,
+    body: dict[str, Any],
+    *,
+    correlation_id: str | None,
+) -> None:
+    """Queue the delivery of `body` in the caller's transaction, when a webhook is configured."""
+    if not settings.notification_url:
+        return
+    await insert_job(
+        conn,
+        kind=JobKind.NOTIFY,
+        doc_id=body["doc_id"],
+        owner=body["owner"],
+        payload={"event": body},
+        correlation_id=correlation_id,
+        max_attempts=settings.job_max_attempts,
+    )
+
+
+async def notify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
+    """POST the job's event to the webhook, signed; anything but a 2xx raises, so it retries."""
+    url = ctx.settings.notification_url
+    if not url:
+        logger.warning("notify %s: NOTIFICATION_URL is no longer set; event dropped", job.id)
+        return None
+    event: dict[str, Any] = job.payload["event"]
+    body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json", "X-Event-ID": str(event["event_id"])}
+    if job.correlation_id:
+        headers["X-Correlation-ID"] = job.correlation_id
+    if ctx.settings.notification_secret:
+        headers["X-Signature"] = signature(ctx.settings.notification_secret, body)
+    try:
+        response = await ctx.http.post(
+            url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S
+        )
+    except httpx.HTTPError as exc:
+        # The exception's text may carry the URL (and credentials in it): the class name only.
+        raise WebhookDeliveryFailed(
+            f"The webhook could not be reached ({type(exc).__name__})"
+        ) from None
+    if not response.is_success:
+        raise WebhookDeliveryFailed(f"The webhook answered {response.status_code}")
+    logger.info("notified %s of %s", event["event"], event["doc_id"])
+    return None

@@ -1,0 +1,161 @@
+"""A local write: bytes fill a hidden temporary file that becomes the object on `commit`.
+
+On commit the file is flushed, fsynced, renamed into place with `os.replace` and its directory
+fsynced, so a reader sees either no object or the whole object, even after a crash. File I/O
+runs in worker threads, in batches of about a megabyte, so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WRITE_BATCH_BYTES = 1024 * 1024
+WRITEBACK_BYTES = 8 * 1024 * 1024
+_ADVISE = hasattr(os, "posix_fadvise")
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename is only durable once the directory entry itself is on disk.
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalObjectWriter:
+    """A write into a temporary file that becomes the object on `commit`."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        temp_path: Path,
+        final_path: Path,
+        background: set[asyncio.Future[None]],
+    ) -> None:
+        self._file = file
+        self._background = background
+        self._temp_path = temp_path
+        self._final_path = final_path
+        self._buffer = bytearray()
+        self._pending: asyncio.Future[Any] | None = None
+        self._written = 0
+        self._advised = 0
+        self._published = False
+        self._state = "open"
+
+    async def write(self, chunk: bytes) -> None:
+        """Append bytes; each filled megabyte goes to a thread while the next one fills."""
+        self._ensure_open()
+        if not chunk:
+            return
+        try:
+            self._buffer += chunk
+            if len(self._buffer) >= WRITE_BATCH_BYTES:
+                await self._flush_buffer()
+        except Exception:
+            await self.abort()
+            raise
+
+    async def commit(self) -> None:
+        """Flush, fsync and rename the temporary file into place."""
+        self._ensure_open()
+        try:
+            await self._flush_buffer()
+            await self._wait_for_pending()
+            await self._in_thread(self._publish)
+        except Exception:
+            await self.abort()
+            raise
+        self._state = "committed"
+
+    async def abort(self) -> None:
+        """Close and remove the temporary file; never raises."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._buffer = bytearray()
+        # Shielded so that a cancelled caller still leaves no temporary file behind; the
+        # storage holds the task so it is neither garbage-collected nor cut short by aclose.
+        cleanup = asyncio.ensure_future(self._discard())
+        self._background.add(cleanup)
+        cleanup.add_done_callback(self._background.discard)
+        with contextlib.suppress(Exception):
+            await asyncio.shield(cleanup)
+
+    async def _discard(self) -> None:
+        pending = self._pending
+        if pending is not None and not pending.done():
+            # A write still running in its thread must finish before the file is closed.
+            with contextlib.suppress(BaseException):
+                await pending
+        try:
+            await asyncio.to_thread(self._close_and_unlink)
+            if self._published:
+                # A commit whose caller was cancelled may have renamed the file into place
+                # anyway: an aborted write leaves nothing behind.
+                await asyncio.to_thread(self._final_path.unlink, missing_ok=True)
+        except Exception:
+            logger.warning("could not remove a temporary upload file", exc_info=True)
+
+    def _close_and_unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self._temp_path.unlink(missing_ok=True)
+
+    def _publish(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self._temp_path, self._final_path)
+        self._published = True
+        _fsync_directory(self._final_path.parent)
+
+    async def _flush_buffer(self) -> None:
+        # At most one write in flight: wait for the previous one (its error surfaces here),
+        # then hand this buffer to a thread and return, so the disk works while bytes arrive.
+        await self._wait_for_pending()
+        if not self._buffer:
+            return
+        data, self._buffer = self._buffer, bytearray()
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_block, data))
+
+    async def _wait_for_pending(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    def _write_block(self, data: bytearray) -> None:
+        self._file.write(data)
+        self._written += len(data)
+        if _ADVISE and self._written - self._advised >= WRITEBACK_BYTES:
+            # Start writeback of what is written so far (DONTNEED on dirty pages begins it
+            # without waiting), so the fsync at commit only waits for the tail of the file.
+            self._file.flush()
+            os.posix_fadvise(
+                self._file.fileno(),
+                self._advised,
+                self._written - self._advised,
+                os.POSIX_FADV_DONTNEED,
+            )
+            self._advised = self._written
+
+    async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
+        # The thread keeps running if the caller is cancelled; `_pending` lets abort wait for it.
+        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        self._pending = task
+        return await asyncio.shield(task)
+
+    def _ensure_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"the writer is already {self._state}")
