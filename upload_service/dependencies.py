@@ -1,4 +1,8 @@
-"""The `Depends()` providers: how routes receive the resources the lifespan built."""
+"""The `Depends()` providers: how routes receive the resources the lifespan built.
+
+Every provider is `async def`, even where it only reads an attribute: FastAPI runs a plain
+`def` dependency in its threadpool, a thread hop per request for nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from upload_service.auth import Principal, TokenVerifier
 from upload_service.config import Settings
@@ -18,7 +22,7 @@ from upload_service.rate_limits import LimitKind, RateLimits
 from upload_service.storage.base import Storage
 
 
-def get_resources(request: Request) -> Resources:
+async def get_resources(request: Request) -> Resources:
     """Everything the lifespan built."""
     resources: Resources = request.app.state.resources
     return resources
@@ -27,12 +31,12 @@ def get_resources(request: Request) -> Resources:
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(resources: ResourcesDep) -> Settings:
     """The settings the app was built with."""
     return resources.settings
 
 
-def get_storage(resources: ResourcesDep) -> Storage:
+async def get_storage(resources: ResourcesDep) -> Storage:
     """The storage backend."""
     assert resources.storage is not None
     return resources.storage
@@ -48,6 +52,13 @@ async def get_db(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+
+
+async def get_reader(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit mode for routes that only read (one statement, no BEGIN)."""
+    assert resources.reader is not None
+    async with resources.reader.connect() as connection:
+        yield connection
 
 
 async def get_current_user(request: Request, resources: ResourcesDep) -> Principal:
@@ -67,13 +78,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 # scope="function": commit before the response is sent, so a 2xx means the data is durable.
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]
+DbReader = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through only callers whose token carries `scope`."""
 
-    def check(user: CurrentUser) -> Principal:
+    async def check(user: CurrentUser) -> Principal:
         if scope not in user.scopes:
             raise Forbidden(f"This route requires the '{scope}' scope")
         return user
@@ -81,7 +93,7 @@ def require_scope(scope: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def get_rate_limits(resources: ResourcesDep) -> RateLimits:
+async def get_rate_limits(resources: ResourcesDep) -> RateLimits:
     """The per-user rate limits."""
     assert resources.rate_limits is not None
     return resources.rate_limits
@@ -111,7 +123,7 @@ UploadRateLimit = Depends(rate_limit("upload"))
 QueryRateLimit = Depends(rate_limit("query"))
 
 
-def get_session_factory(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
+async def get_session_factory(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
     """The session factory, for services that open short transactions of their own."""
     assert resources.sessions is not None
     return resources.sessions

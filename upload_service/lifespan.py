@@ -20,7 +20,7 @@ from upload_service.auth import TokenVerifier
 from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
-from upload_service.db.session import create_engine, create_session_factory
+from upload_service.db.session import create_engine, create_session_factory, reader_engine
 from upload_service.jobs.worker import Worker
 from upload_service.rate_limits import RateLimits
 from upload_service.storage.base import Storage
@@ -41,6 +41,7 @@ class Resources:
     settings: Settings
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
+    reader: AsyncEngine | None = None
     http: httpx.AsyncClient | None = None
     storage: Storage | None = None
     classifier: Classifier | None = None
@@ -83,6 +84,7 @@ async def open_resources(
         res.engine = create_engine(settings.database_url)
         on_close("database", res.engine.dispose)
         res.sessions = create_session_factory(res.engine)
+        res.reader = reader_engine(res.engine)
 
         res.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=3.0),

@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect
 from upload_service import metrics
 from upload_service.dependencies import (
     CurrentUser,
+    DbReader,
     DbSession,
     QueryRateLimit,
     SessionFactoryDep,
@@ -117,7 +118,7 @@ async def upload(
     return JSONResponse(body, status_code=202, headers=headers)
 
 
-def valid_cursor(cursor: Annotated[str | None, Query(max_length=200)] = None) -> str | None:
+async def valid_cursor(cursor: Annotated[str | None, Query(max_length=200)] = None) -> str | None:
     """The document id an opaque cursor points after; 422 when it is not one of ours."""
     if cursor is None:
         return None
@@ -136,17 +137,14 @@ def valid_cursor(cursor: Annotated[str | None, Query(max_length=200)] = None) ->
     dependencies=[QueryRateLimit],
 )
 async def list_documents(
-    db: DbSession,
+    db: DbReader,
     user: CurrentUser,
     after: Annotated[str | None, Depends(valid_cursor)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: DocumentStatus | None = None,
 ) -> DocumentPage:
     """One page of the caller's documents."""
-    rows, next_cursor = await service.list_documents(
-        db, user.sub, limit=limit, after=after, status=status
-    )
-    return DocumentPage(items=[DocumentOut.of(row) for row in rows], next_cursor=next_cursor)
+    return await service.list_documents(db, user.sub, limit=limit, after=after, status=status)
 
 
 @router.post(
@@ -156,7 +154,7 @@ async def list_documents(
     dependencies=[QueryRateLimit],
 )
 async def batch_check(
-    body: BatchCheckIn, db: DbSession, user: CurrentUser, storage: StorageDep
+    body: BatchCheckIn, db: DbReader, user: CurrentUser, storage: StorageDep
 ) -> BatchCheckOut:
     """For each id: yours, and its bytes are in storage."""
     return BatchCheckOut(results=await service.check_documents(db, storage, user.sub, body.doc_ids))
@@ -168,9 +166,9 @@ async def batch_check(
     summary="Get a document",
     dependencies=[QueryRateLimit],
 )
-async def get_document(doc_id: str, db: DbSession, user: CurrentUser) -> DocumentOut:
+async def get_document(doc_id: str, db: DbReader, user: CurrentUser) -> DocumentOut:
     """The document and where its classification stands."""
-    return DocumentOut.of(await service.get_document(db, doc_id, user.sub))
+    return await service.read_document(db, doc_id, user.sub)
 
 
 @router.get(
@@ -192,7 +190,7 @@ async def get_document(doc_id: str, db: DbSession, user: CurrentUser) -> Documen
 )
 async def download(
     doc_id: str,
-    db: DbSession,
+    db: DbReader,
     user: CurrentUser,
     storage: StorageDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,

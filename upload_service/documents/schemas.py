@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -20,6 +21,19 @@ UtcTimestamp = Annotated[
     ),
 ]
 
+DOCUMENT_COLUMNS = (
+    "id",
+    "status",
+    "filename",
+    "content_type",
+    "size_bytes",
+    "sha256",
+    "storage_key",
+    "created_at",
+    "updated_at",
+    "classification",
+    "error",
+)
 DOC_ID_PATTERN = r"^doc_[0-9A-HJKMNP-TV-Z]{26}$"
 EXAMPLE_DOC_ID = "doc_01HN3K8V2NKDQ7HTXJFR9CPWK0"
 
@@ -72,21 +86,26 @@ class DocumentOut(BaseModel):
 
     @classmethod
     def of(cls, document: Document) -> DocumentOut:
-        """The client's view of a document row."""
+        """The client's view of a document row (ORM object)."""
+        return cls.of_row({column: getattr(document, column) for column in DOCUMENT_COLUMNS})
+
+    @classmethod
+    def of_row(cls, row: Mapping[Any, Any]) -> DocumentOut:
+        """The client's view of a document row read with Core (a row mapping)."""
+        classification = row["classification"]
+        error = row["error"]
         return cls(
-            doc_id=document.id,
-            status=document.status,
-            filename=document.filename,
-            content_type=document.content_type,
-            size_bytes=document.size_bytes,
-            sha256=document.sha256,
-            storage_key=document.storage_key,
-            created_at=document.created_at,
-            updated_at=document.updated_at,
-            classification=ClassificationOut(**document.classification)
-            if document.classification
-            else None,
-            error=DocumentErrorOut(**document.error) if document.error else None,
+            doc_id=row["id"],
+            status=row["status"],
+            filename=row["filename"],
+            content_type=row["content_type"],
+            size_bytes=row["size_bytes"],
+            sha256=row["sha256"],
+            storage_key=row["storage_key"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            classification=ClassificationOut(**classification) if classification else None,
+            error=DocumentErrorOut(**error) if error else None,
         )
 
 

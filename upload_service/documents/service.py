@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from upload_service.db.models import Document
+from upload_service.documents.schemas import DocumentOut, DocumentPage
 from upload_service.errors import DocumentNotFound, RangeNotSatisfiable
 from upload_service.jobs.queue import enqueue
 from upload_service.storage.base import ByteRange, Storage
@@ -20,14 +21,33 @@ from upload_service.storage.base import ByteRange, Storage
 _DOC_ID = re.compile(r"^doc_[0-9A-HJKMNP-TV-Z]{26}$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 BATCH_CHECK_CONCURRENCY = 16
+_TABLE = Document.__table__
+
+# Reads take either a session or a bare (autocommit) connection: both execute Core statements.
+Reader = AsyncConnection | AsyncSession
 
 
 async def get_document(session: AsyncSession, doc_id: str, owner: str) -> Document:
-    """The caller's document, or `DocumentNotFound` (also when someone else owns it)."""
+    """The caller's document as an ORM object to change, or `DocumentNotFound`."""
     document = await session.get(Document, doc_id) if _DOC_ID.match(doc_id) else None
     if document is None or document.owner != owner:
         raise DocumentNotFound(doc_id)
     return document
+
+
+async def read_document(db: Reader, doc_id: str, owner: str) -> DocumentOut:
+    """The caller's document, read with one statement; `DocumentNotFound` otherwise.
+
+    The owner is part of the query, so another user's document is indistinguishable from a
+    missing one.
+    """
+    if not _DOC_ID.match(doc_id):
+        raise DocumentNotFound(doc_id)
+    query = select(_TABLE).where(_TABLE.c.id == doc_id, _TABLE.c.owner == owner)
+    row = (await db.execute(query)).mappings().first()
+    if row is None:
+        raise DocumentNotFound(doc_id)
+    return DocumentOut.of_row(row)
 
 
 def encode_cursor(doc_id: str) -> str:
@@ -47,22 +67,25 @@ def decode_cursor(cursor: str) -> str:
 
 
 async def list_documents(
-    session: AsyncSession,
+    db: Reader,
     owner: str,
     *,
     limit: int,
     after: str | None = None,
     status: str | None = None,
-) -> tuple[list[Document], str | None]:
+) -> DocumentPage:
     """The owner's documents newest first, keyset-paginated on the (time-sortable) id."""
-    query = select(Document).where(Document.owner == owner)
+    query = select(_TABLE).where(_TABLE.c.owner == owner)
     if after is not None:
-        query = query.where(Document.id < after)
+        query = query.where(_TABLE.c.id < after)
     if status is not None:
-        query = query.where(Document.status == status)
-    rows = list(await session.scalars(query.order_by(Document.id.desc()).limit(limit + 1)))
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+        query = query.where(_TABLE.c.status == status)
+    query = query.order_by(_TABLE.c.id.desc()).limit(limit + 1)
+    rows = (await db.execute(query)).mappings().all()
+    next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
+    return DocumentPage(
+        items=[DocumentOut.of_row(row) for row in rows[:limit]], next_cursor=next_cursor
+    )
 
 
 async def delete_document(session: AsyncSession, doc_id: str, owner: str) -> None:
@@ -79,11 +102,11 @@ async def delete_document(session: AsyncSession, doc_id: str, owner: str) -> Non
 
 
 async def check_documents(
-    session: AsyncSession, storage: Storage, owner: str, doc_ids: list[str]
+    db: Reader, storage: Storage, owner: str, doc_ids: list[str]
 ) -> dict[str, bool]:
     """For each id: the caller's document exists and its object is in storage."""
     wanted = [doc_id for doc_id in dict.fromkeys(doc_ids) if _DOC_ID.match(doc_id)]
-    found = await session.execute(
+    found = await db.execute(
         select(Document.id, Document.storage_key).where(
             Document.owner == owner, Document.id.in_(wanted)
         )
@@ -126,13 +149,13 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 class Download:
     """What the route needs to stream a document back."""
 
-    document: Document
+    document: DocumentOut
     byte_range: ByteRange | None
     chunks: AsyncIterator[bytes] | None  # None when the client's copy is current (304)
 
 
 async def open_download(
-    session: AsyncSession,
+    db: Reader,
     storage: Storage,
     doc_id: str,
     owner: str,
@@ -141,7 +164,7 @@ async def open_download(
     if_none_match: str | None,
 ) -> Download:
     """Resolve a download: 304 check, range, and the stream of bytes."""
-    document = await get_document(session, doc_id, owner)
+    document = await read_document(db, doc_id, owner)
     etag = f'"{document.sha256}"'
     if if_none_match is not None and _matches(if_none_match, etag):
         return Download(document, None, None)
