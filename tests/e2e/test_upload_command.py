@@ -40,3 +40,23 @@ def test_upload_command_prints_ids_and_envelope_errors(
     assert path == str(good)
     assert "UNSUPPORTED_FILE_TYPE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_upload_command_waits_for_classification(
+    live_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = live_server({}, argv=[*CLI, "serve", "--port", "{port}"])
+    invoice = tmp_path / "invoice.pdf"
+    invoice.write_bytes(pdf_bytes("Invoice number 7 amount due total payment terms"))
+    result = subprocess.run(
+        [*CLI, "upload", str(invoice), "--url", server.url, "--wait", "--wait-timeout", "60"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    doc_id, status, _ = result.stdout.strip().split("\t")
+    assert doc_id.startswith("doc_")
+    assert status == "complete"

@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from upload_service.db.models import Document
@@ -22,6 +22,11 @@ _DOC_ID = re.compile(r"^doc_[0-9A-HJKMNP-TV-Z]{26}$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 BATCH_CHECK_CONCURRENCY = 16
 _TABLE = Document.__table__
+
+# Built once: composing the expression per request costs more than the statement's round trip.
+_BY_ID_AND_OWNER = select(_TABLE).where(
+    _TABLE.c.id == bindparam("doc_id"), _TABLE.c.owner == bindparam("owner")
+)
 
 # Reads take either a session or a bare (autocommit) connection: both execute Core statements.
 Reader = AsyncConnection | AsyncSession
@@ -43,8 +48,9 @@ async def read_document(db: Reader, doc_id: str, owner: str) -> DocumentOut:
     """
     if not _DOC_ID.match(doc_id):
         raise DocumentNotFound(doc_id)
-    query = select(_TABLE).where(_TABLE.c.id == doc_id, _TABLE.c.owner == owner)
-    row = (await db.execute(query)).mappings().first()
+    row = (
+        (await db.execute(_BY_ID_AND_OWNER, {"doc_id": doc_id, "owner": owner})).mappings().first()
+    )
     if row is None:
         raise DocumentNotFound(doc_id)
     return DocumentOut.of_row(row)
