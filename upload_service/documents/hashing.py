@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-BLOCK_BYTES = 1024 * 1024
+BLOCK_BYTES = 256 * 1024
 
 
 class StreamDigest:
