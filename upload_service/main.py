@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from fastapi import FastAPI
 
 import upload_service
 from upload_service.api import documents, health, internal, metrics, processing
 from upload_service.api.openapi import TITLE, install_openapi, route_operation_id
-from upload_service.config import Settings, get_settings
+from upload_service.config import ConfigurationError, Settings, get_settings
 from upload_service.dependencies import QueryRateLimit
 from upload_service.exception_handlers import install_exception_handlers
 from upload_service.lifespan import lifespan_for
@@ -37,5 +39,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def _app_from_environment() -> FastAPI:
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        # One line naming the variable, then exit: no traceback through the server's importer.
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 # What `uvicorn upload_service.main:app` and gunicorn load; settings come from the environment.
-app = create_app()
+app = _app_from_environment()

@@ -82,3 +82,18 @@ def test_janitor_runs_hourly_by_default_and_refuses_negative_times() -> None:
     assert load_settings(_env_file=None, janitor_interval_s=0).janitor_interval_s == 0
     with pytest.raises(ConfigurationError, match="JANITOR_ORPHAN_AGE_S"):
         load_settings(_env_file=None, janitor_orphan_age_s=-1)
+
+
+def test_bad_configuration_under_uvicorn_is_one_line_too() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "upload_service.main:app", "--port", "1"],
+        env={"PATH": "/usr/bin:/bin", "ENVIRONMENT": "production"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: DATABASE_URL: SQLite is refused in production"
+    ]
