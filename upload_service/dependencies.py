@@ -17,7 +17,7 @@ from upload_service.config import Settings
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
 from upload_service.middleware.access_log import USER_ID_STATE_KEY
-from upload_service.middleware.rate_limit_headers import RATE_LIMIT_STATE_KEY
+from upload_service.middleware.asgi import stamp_response
 from upload_service.rate_limits import LimitKind, RateLimits
 from upload_service.storage.base import Storage
 
@@ -109,8 +109,9 @@ def rate_limit(kind: LimitKind) -> Callable[[Request, Principal, RateLimits], Aw
         outcome = await limits.hit(kind, user.sub)
         if outcome is None:
             return  # The storage is unreachable: serve without a limit (already logged).
-        # Published by RateLimitHeadersMiddleware on whatever response this request gets.
-        request.scope.setdefault("state", {})[RATE_LIMIT_STATE_KEY] = outcome.headers()
+        # On whatever response this request gets, success or error, even a route's own Response.
+        headers = outcome.headers()
+        stamp_response(request.scope, lambda: headers)
         if not outcome.allowed:
             raise RateLimited(outcome.retry_after_s)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from starlette.types import Message, Scope, Send
 
@@ -19,14 +19,30 @@ def incoming_header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
-def send_with_header(send: Send, name: bytes, value: Callable[[], bytes]) -> Send:
-    """Wrap `send` so the response start carries `name: value()`, computed when it is sent."""
+# Headers that layers ask to put on the response, kept in the request's state. They are applied
+# by the one `send` wrapper the outermost layer installs: each further layer that only adds a
+# header then costs nothing per message instead of a wrapper of its own.
+STAMPS_KEY = "response_stamps"
+Stamp = Callable[[], Iterable[tuple[bytes, bytes]]]
+
+
+def stamp_response(scope: Scope, stamp: Stamp) -> None:
+    """Ask for headers on this request's response; `stamp` runs when the response starts."""
+    scope["state"].setdefault(STAMPS_KEY, []).append(stamp)
+
+
+def stamping_send(scope: Scope, send: Send) -> Send:
+    """Wrap `send` once so the response start carries every stamped header."""
+    state = scope["state"]
 
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", ()))
-            headers.append((name, value()))
-            message["headers"] = headers
+            stamps = state.get(STAMPS_KEY)
+            if stamps:
+                headers = list(message.get("headers", ()))
+                for stamp in stamps:
+                    headers.extend(stamp())
+                message["headers"] = headers
         await send(message)
 
     return wrapped

@@ -11,7 +11,7 @@ import re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from upload_service.context import correlation_id_var
-from upload_service.middleware.asgi import incoming_header, send_with_header
+from upload_service.middleware.asgi import incoming_header, stamp_response
 
 _VALID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -30,10 +30,9 @@ class CorrelationIdMiddleware:
         else:
             correlation_id = scope["state"]["request_id"]
         token = correlation_id_var.set(correlation_id)
-        encoded = correlation_id.encode()
+        header = ((b"x-correlation-id", correlation_id.encode()),)
+        stamp_response(scope, lambda: header)
         try:
-            await self.app(
-                scope, receive, send_with_header(send, b"x-correlation-id", lambda: encoded)
-            )
+            await self.app(scope, receive, send)
         finally:
             correlation_id_var.reset(token)

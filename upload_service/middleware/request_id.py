@@ -8,7 +8,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ulid import ULID
 
 from upload_service.context import request_id_var
-from upload_service.middleware.asgi import incoming_header, send_with_header
+from upload_service.middleware.asgi import incoming_header, stamp_response, stamping_send
 
 _VALID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 
@@ -25,8 +25,10 @@ class RequestIdMiddleware:
         request_id = raw.decode() if raw is not None and _VALID.match(raw) else str(ULID())
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
-        encoded = request_id.encode()
+        header = ((b"x-request-id", request_id.encode()),)
+        stamp_response(scope, lambda: header)
         try:
-            await self.app(scope, receive, send_with_header(send, b"x-request-id", lambda: encoded))
+            # Outermost: the one send wrapper, which applies every layer's stamped headers.
+            await self.app(scope, receive, stamping_send(scope, send))
         finally:
             request_id_var.reset(token)

@@ -13,7 +13,6 @@ from upload_service.middleware.correlation import CorrelationIdMiddleware
 from upload_service.middleware.cors import CorsMiddleware
 from upload_service.middleware.early_auth import EarlyAuthMiddleware
 from upload_service.middleware.metrics import MetricsMiddleware
-from upload_service.middleware.rate_limit_headers import RateLimitHeadersMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
 
@@ -43,10 +42,11 @@ NEVER_COMPRESSED = (
 def middleware_stack(settings: Settings) -> list[Middleware]:
     """Outermost first: the order a request meets them on the way in.
 
-    Request id, timing and correlation come first so every response, errors included, carries
-    their headers; the access log and metrics come next, so their lines carry both ids and see
-    every answer, early 401 and 500 included; the rate-limit headers join them, outside the
-    catch-all, so a limited route reports its budget on every answer, 500 included; CORS wraps
+    Request id comes first: it installs the one `send` wrapper that applies every header a layer
+    or a dependency stamps (request id, process time, correlation id, rate-limit figures), so
+    every response, errors included, carries them. Timing and correlation follow; the access log
+    and metrics come next, so their lines carry both ids and see every answer, early 401 and
+    500 included; CORS wraps
     the catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
     and a preflight needs no token; the catch-all sits inside all of them so a 500 still passes
     back through them; gzip is innermost and only ever sees JSON worth compressing.
@@ -57,7 +57,6 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         Middleware(CorrelationIdMiddleware),
         Middleware(AccessLogMiddleware, slow_request_ms=settings.slow_request_ms),
         Middleware(MetricsMiddleware),
-        Middleware(RateLimitHeadersMiddleware),
         Middleware(
             CorsMiddleware,
             allow_origins=settings.cors_allow_origins,

@@ -6,7 +6,7 @@ import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from upload_service.middleware.asgi import send_with_header
+from upload_service.middleware.asgi import stamp_response
 
 
 class TimingMiddleware:
@@ -19,7 +19,10 @@ class TimingMiddleware:
             return
         started = time.perf_counter()
 
-        def elapsed() -> bytes:
-            return f"{(time.perf_counter() - started) * 1000:.2f}ms".encode()
+        def elapsed() -> tuple[tuple[bytes, bytes]]:
+            return (
+                (b"x-process-time", f"{(time.perf_counter() - started) * 1000:.2f}ms".encode()),
+            )
 
-        await self.app(scope, receive, send_with_header(send, b"x-process-time", elapsed))
+        stamp_response(scope, elapsed)
+        await self.app(scope, receive, send)
