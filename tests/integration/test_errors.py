@@ -147,3 +147,23 @@ async def test_subclass_handler_wins_over_base_whatever_the_order(
         base = await client.get("/v1/raise-base", headers=auth_headers)
     assert sub.json() == {"handled_by": "subclass"}
     assert base.json() == {"handled_by": "base"}
+
+
+async def test_405_lists_every_method_the_path_serves(
+    test_client: httpx.AsyncClient, auth_headers: dict[str, str]
+) -> None:
+    response = await test_client.request(
+        "PUT", "/v1/documents/doc_01HN3K8V2NKDQ7HTXJFR9CPWK0", headers=auth_headers
+    )
+    assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
+    assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "DELETE"}
+
+
+async def test_405_on_a_literal_path_lists_only_its_own_methods(
+    test_client: httpx.AsyncClient, auth_headers: dict[str, str]
+) -> None:
+    response = await test_client.get("/v1/documents/batch-check/x", headers=auth_headers)
+    assert response.status_code == 404
+    response = await test_client.put("/v1/documents/batch-check", headers=auth_headers)
+    assert_envelope(response, 405, "METHOD_NOT_ALLOWED")
+    assert response.headers["allow"] == "POST"
