@@ -3,60 +3,29 @@
 from __future__ import annotations
 
 import io
-import zipfile
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests import samples
 from upload_service.db.models import Document, Job
 
 BOUNDARY = "test-boundary-7MA4YWxkTrZu0gW"
 
 
 def pdf_bytes(text: str = "Invoice number 42 total due", pad: int = 0) -> bytes:
-    """A small, valid PDF with one line of text (plus optional padding in a comment)."""
-    stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
-    if pad:
-        out.write(b"%" + b"x" * pad + b"\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(
-        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    )
-    return out.getvalue()
+    """A small, valid PDF with one line of text, made `pad` bytes larger on request."""
+    return samples.pdf_bytes([text], padding_bytes=pad)
 
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 64 + b"\xff\xd9"
+PNG = samples.png_bytes()
+JPEG = samples.jpeg_bytes()
 
 
 def docx_bytes(text: str = "Dear Sir, this letter ...") -> bytes:
-    """A minimal DOCX: a ZIP with [Content_Types].xml and word/document.xml."""
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("[Content_Types].xml", "<Types/>")
-        archive.writestr(
-            "word/document.xml",
-            f"<w:document><w:body><w:p><w:r><w:t>{text}</w:t></w:r></w:p></w:body></w:document>",
-        )
-    return out.getvalue()
+    """A DOCX (a ZIP with [Content_Types].xml and word/document.xml) holding `text`."""
+    return samples.docx_bytes([text])
 
 
 def multipart(
