@@ -1,17 +1,10 @@
-"""Access log: one structured line per request, written once the response is complete.
-
-It sits inside the request-id and correlation layers, so the line carries both ids, and outside
-the catch-all, so an unhandled error is logged with the 500 the client got.
-"""
+"""The access line: one structured line per request, written once the response is complete."""
 
 from __future__ import annotations
 
 import logging
-import time
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from upload_service.middleware.route_template import route_template
+from starlette.types import Scope
 
 logger = logging.getLogger("upload_service.access")
 
@@ -21,30 +14,14 @@ USER_ID_STATE_KEY = "user_id"
 QUIET_PATHS = frozenset({"/health", "/readiness", "/metrics"})
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp, slow_request_ms: float = 1000.0) -> None:
-        self.app = app
+class AccessLog:
+    """Writes the access line; slow requests are warnings, quiet probes are DEBUG."""
+
+    def __init__(self, slow_request_ms: float = 1000.0) -> None:
         self.slow_request_ms = slow_request_ms
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500  # What the client sees if the app fails before it starts a response.
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            self._log(scope, status, (time.perf_counter() - started) * 1000)
-
-    def _log(self, scope: Scope, status: int, duration_ms: float) -> None:
+    def record(self, scope: Scope, route: str, status: int, duration_ms: float) -> None:
+        """Log one answered request."""
         slow = duration_ms > self.slow_request_ms
         if slow:
             level = logging.WARNING
@@ -54,7 +31,6 @@ class AccessLogMiddleware:
             level = logging.INFO
         if not logger.isEnabledFor(level):
             return
-        route = route_template(scope)
         method = scope["method"]
         logger.log(
             level,

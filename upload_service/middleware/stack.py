@@ -6,13 +6,12 @@ from starlette.middleware import Middleware
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
 from upload_service.config import Settings
-from upload_service.middleware.access_log import AccessLogMiddleware
 from upload_service.middleware.catch_all import CatchAllMiddleware
 from upload_service.middleware.compression import CompressionMiddleware
 from upload_service.middleware.correlation import CorrelationIdMiddleware
 from upload_service.middleware.cors import CorsMiddleware
 from upload_service.middleware.early_auth import EarlyAuthMiddleware
-from upload_service.middleware.metrics import MetricsMiddleware
+from upload_service.middleware.observe import ObserveMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
 
@@ -44,10 +43,10 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
 
     Request id comes first: it installs the one `send` wrapper that applies every header a layer
     or a dependency stamps (request id, process time, correlation id, rate-limit figures), so
-    every response, errors included, carries them. Timing and correlation follow; the access log
-    and metrics come next, so their lines carry both ids and see every answer, early 401 and
-    500 included; CORS wraps
-    the catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
+    every response, errors included, carries them. Timing and correlation follow; observation
+    (the access line and the request metrics, from one measurement) comes next, so its lines
+    carry both ids and it sees every answer, early 401 and 500 included; CORS wraps the
+    catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
     and a preflight needs no token; the catch-all sits inside all of them so a 500 still passes
     back through them; gzip is innermost and only ever sees JSON worth compressing.
     """
@@ -55,8 +54,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         Middleware(RequestIdMiddleware),
         Middleware(TimingMiddleware),
         Middleware(CorrelationIdMiddleware),
-        Middleware(AccessLogMiddleware, slow_request_ms=settings.slow_request_ms),
-        Middleware(MetricsMiddleware),
+        Middleware(ObserveMiddleware, slow_request_ms=settings.slow_request_ms),
         Middleware(
             CorsMiddleware,
             allow_origins=settings.cors_allow_origins,
