@@ -1,7 +1,10 @@
 """The `Depends()` providers: how routes receive the resources the lifespan built.
 
 Every provider is `async def`, even where it only reads an attribute: FastAPI runs a plain
-`def` dependency in its threadpool, a thread hop per request for nothing.
+`def` dependency in its threadpool, a thread hop per request for nothing. Providers read the
+resources from the app's state directly rather than through a `ResourcesDep` of their own:
+each node of the dependency graph costs FastAPI a solve per request, and the hot reads would
+otherwise pay for five of them.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from upload_service.auth import Principal, TokenVerifier
 from upload_service.config import Settings
@@ -22,30 +25,36 @@ from upload_service.rate_limits import LimitKind, RateLimits
 from upload_service.storage.base import Storage
 
 
-async def get_resources(request: Request) -> Resources:
-    """Everything the lifespan built."""
+def _resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
+
+
+async def get_resources(request: Request) -> Resources:
+    """Everything the lifespan built."""
+    return _resources(request)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 
 
-async def get_settings(resources: ResourcesDep) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
-    return resources.settings
+    return _resources(request).settings
 
 
-async def get_storage(resources: ResourcesDep) -> Storage:
+async def get_storage(request: Request) -> Storage:
     """The storage backend."""
-    assert resources.storage is not None
-    return resources.storage
+    storage = _resources(request).storage
+    assert storage is not None
+    return storage
 
 
-async def get_db(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """A session per request: committed when the route succeeds, rolled back when it raises."""
-    assert resources.sessions is not None
-    async with resources.sessions() as session:
+    sessions = _resources(request).sessions
+    assert sessions is not None
+    async with sessions() as session:
         try:
             yield session
         except BaseException:
@@ -54,19 +63,23 @@ async def get_db(resources: ResourcesDep) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
-async def get_reader(resources: ResourcesDep) -> AsyncIterator[AsyncConnection]:
-    """A connection in autocommit mode for routes that only read (one statement, no BEGIN)."""
-    assert resources.reader is not None
-    async with resources.reader.connect() as connection:
-        yield connection
+async def get_reader(request: Request) -> AsyncEngine:
+    """The autocommit engine, for services that only read (one statement, no BEGIN/COMMIT).
+
+    The service opens its connection itself, for just its statement: a provider that yields a
+    connection would hold it until the response is built, and costs FastAPI an exit stack.
+    """
+    reader = _resources(request).reader
+    assert reader is not None
+    return reader
 
 
-async def get_current_user(request: Request, resources: ResourcesDep) -> Principal:
+async def get_current_user(request: Request) -> Principal:
     """The verified caller, from the `Authorization: Bearer` header."""
     header = request.headers.get("authorization")
     if header is None or header[:7].lower() != "bearer ":
         raise Unauthenticated(token_sent=header is not None)
-    verifier: TokenVerifier | None = resources.verifier
+    verifier: TokenVerifier | None = _resources(request).verifier
     assert verifier is not None
     principal = await verifier.verify(header[7:].strip())
     # The access log line names the caller.
@@ -78,14 +91,43 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 # scope="function": commit before the response is sent, so a 2xx means the data is durable.
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]
-DbReader = Annotated[AsyncConnection, Depends(get_reader, scope="function")]
+DbReader = Annotated[AsyncEngine, Depends(get_reader)]
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
+
+
+def authorize(kind: LimitKind) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: the verified caller, counted against their `kind` budget; 429 when spent.
+
+    One node for both, because every route that names a caller also spends a budget.
+    """
+
+    async def caller(request: Request) -> Principal:
+        user = await get_current_user(request)
+        limits: RateLimits | None = _resources(request).rate_limits
+        assert limits is not None
+        outcome = await limits.hit(kind, user.sub)
+        if outcome is None:
+            return user  # The storage is unreachable: serve without a limit (already logged).
+        # On whatever response this request gets, success or error, even a route's own Response.
+        headers = outcome.headers()
+        stamp_response(request.scope, lambda: headers)
+        if not outcome.allowed:
+            raise RateLimited(outcome.retry_after_s)
+        return user
+
+    return caller
+
+
+# One callable per kind, so FastAPI's per-request cache counts a request once even when a
+# router and a route both ask for the same caller.
+UploadCaller = Annotated[Principal, Depends(authorize("upload"))]
+QueryCaller = Annotated[Principal, Depends(authorize("query"))]
 
 
 def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency that lets through only callers whose token carries `scope`."""
 
-    async def check(user: CurrentUser) -> Principal:
+    async def check(user: QueryCaller) -> Principal:
         if scope not in user.scopes:
             raise Forbidden(f"This route requires the '{scope}' scope")
         return user
@@ -93,41 +135,11 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return check
 
 
-async def get_rate_limits(resources: ResourcesDep) -> RateLimits:
-    """The per-user rate limits."""
-    assert resources.rate_limits is not None
-    return resources.rate_limits
-
-
-RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
-
-
-def rate_limit(kind: LimitKind) -> Callable[[Request, Principal, RateLimits], Awaitable[None]]:
-    """A dependency that counts the request against the caller's `kind` budget; 429 when spent."""
-
-    async def enforce(request: Request, user: CurrentUser, limits: RateLimitsDep) -> None:
-        outcome = await limits.hit(kind, user.sub)
-        if outcome is None:
-            return  # The storage is unreachable: serve without a limit (already logged).
-        # On whatever response this request gets, success or error, even a route's own Response.
-        headers = outcome.headers()
-        stamp_response(request.scope, lambda: headers)
-        if not outcome.allowed:
-            raise RateLimited(outcome.retry_after_s)
-
-    return enforce
-
-
-# One callable per kind, so FastAPI's per-request cache counts a request once even when a
-# router and a route both ask for the same limit.
-UploadRateLimit = Depends(rate_limit("upload"))
-QueryRateLimit = Depends(rate_limit("query"))
-
-
-async def get_session_factory(resources: ResourcesDep) -> async_sessionmaker[AsyncSession]:
+async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     """The session factory, for services that open short transactions of their own."""
-    assert resources.sessions is not None
-    return resources.sessions
+    sessions = _resources(request).sessions
+    assert sessions is not None
+    return sessions
 
 
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]

@@ -10,7 +10,6 @@ import upload_service
 from upload_service.api import documents, health, internal, metrics, processing
 from upload_service.api.openapi import TITLE, install_openapi, route_operation_id
 from upload_service.config import ConfigurationError, Settings, get_settings
-from upload_service.dependencies import QueryRateLimit
 from upload_service.exception_handlers import install_exception_handlers
 from upload_service.lifespan import lifespan_for
 from upload_service.logging_setup import configure_logging
@@ -34,8 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(documents.router)
-    app.include_router(processing.router, dependencies=[QueryRateLimit])
-    app.include_router(internal.router, dependencies=[QueryRateLimit])
+    app.include_router(processing.router)
+    app.include_router(internal.router)
     return app
 
 

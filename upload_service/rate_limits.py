@@ -17,8 +17,10 @@ from urllib.parse import quote
 
 import redis.asyncio
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindow
+from limits.storage import MemoryStorage
+from limits.strategies import SlidingWindowCounterRateLimiter as SlidingWindow
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -64,11 +66,20 @@ class RateLimits:
             "query": parse(settings.query_rate_limit),
         }
         self._redis: redis.asyncio.Redis | None = None
-        self._storage: MemoryStorage | RedisStorage
+        self._storage: RedisStorage | None = None
+        self._memory: MemoryStorage | None = None
+        # A sliding-window counter: two counters per user and window, O(1) in memory and Redis.
+        # A moving window keeps one entry per request (a 1000/minute limit is 1000 Redis list
+        # items per user), and its in-memory storage expires them through a thread hop per hit.
+        self._limiter: SlidingWindow | None = None
+        self._async_limiter: AsyncSlidingWindow | None = None
         url = settings.rate_limit_storage_url
         if url.startswith("memory://"):
             # Per process: with several workers each has its own budget (use Redis to share).
-            self._storage = MemoryStorage()
+            # The synchronous storage: counting in a dict never blocks, and its async twin
+            # schedules an expiry task on every hit.
+            self._memory = MemoryStorage()
+            self._limiter = SlidingWindow(self._memory)
         else:
             # Our own pool: bounded timeouts and no retries (redis-py retries with backoff by
             # default, which would stall every request while Redis is down), closed by us.
@@ -85,7 +96,7 @@ class RateLimits:
                 key_prefix=settings.rate_limit_key_prefix,
                 connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
             )
-        self._limiter = MovingWindowRateLimiter(self._storage)
+            self._async_limiter = AsyncSlidingWindow(self._storage)
         self._paused_until = 0.0
 
     @property
@@ -100,9 +111,14 @@ class RateLimits:
         item = self._items[kind]
         # Quoted, so no `sub` can reach into another user's key.
         identifiers = (kind, quote(user, safe=""))
+        if self._limiter is not None:
+            allowed = self._limiter.hit(item, *identifiers)
+            stats = self._limiter.get_window_stats(item, *identifiers)
+            return RateLimitOutcome(allowed, item.amount, stats.remaining, stats.reset_time)
+        assert self._async_limiter is not None
         try:
-            allowed = await self._limiter.hit(item, *identifiers)
-            stats = await self._limiter.get_window_stats(item, *identifiers)
+            allowed = await self._async_limiter.hit(item, *identifiers)
+            stats = await self._async_limiter.get_window_stats(item, *identifiers)
         except _STORAGE_ERRORS as exc:
             self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE_S
             logger.warning(
@@ -117,13 +133,13 @@ class RateLimits:
 
     async def check(self) -> None:
         """Readiness: PING Redis, raising when it does not answer."""
-        if self._redis is not None and not await self._storage.check():
+        if self._storage is not None and not await self._storage.check():
             raise ConnectionError("Redis did not answer PING")
 
     async def aclose(self) -> None:
-        """Close the Redis connections, or stop the memory storage's expiry task."""
+        """Close the Redis connections, or stop the memory storage's expiry timer."""
         if self._redis is not None:
             await self._redis.connection_pool.disconnect()
             await self._redis.aclose()
-        elif isinstance(self._storage, MemoryStorage) and self._storage.timer is not None:
-            self._storage.timer.cancel()
+        elif self._memory is not None:
+            self._memory.timer.cancel()

@@ -12,14 +12,13 @@ from starlette.requests import ClientDisconnect
 
 from upload_service import metrics
 from upload_service.dependencies import (
-    CurrentUser,
     DbReader,
     DbSession,
-    QueryRateLimit,
+    QueryCaller,
     SessionFactoryDep,
     SettingsDep,
     StorageDep,
-    UploadRateLimit,
+    UploadCaller,
 )
 from upload_service.documents import service
 from upload_service.documents.filenames import content_disposition
@@ -86,11 +85,10 @@ def _content_length(request: Request) -> int | None:
     response_model=DocumentOut,
     openapi_extra={"requestBody": UPLOAD_BODY},
     summary="Upload a document",
-    dependencies=[UploadRateLimit],
 )
 async def upload(
     request: Request,
-    user: CurrentUser,
+    user: UploadCaller,
     sessions: SessionFactoryDep,
     storage: StorageDep,
     settings: SettingsDep,
@@ -134,48 +132,46 @@ async def valid_cursor(cursor: Annotated[str | None, Query(max_length=200)] = No
     "",
     operation_id="list_documents",
     summary="List your documents, newest first",
-    dependencies=[QueryRateLimit],
 )
 async def list_documents(
-    db: DbReader,
-    user: CurrentUser,
+    reader: DbReader,
+    user: QueryCaller,
     after: Annotated[str | None, Depends(valid_cursor)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: DocumentStatus | None = None,
 ) -> DocumentPage:
     """One page of the caller's documents."""
-    return await service.list_documents(db, user.sub, limit=limit, after=after, status=status)
+    return await service.list_documents(reader, user.sub, limit=limit, after=after, status=status)
 
 
 @router.post(
     "/batch-check",
     operation_id="batch_check_documents",
     summary="Check that documents exist",
-    dependencies=[QueryRateLimit],
 )
 async def batch_check(
-    body: BatchCheckIn, db: DbReader, user: CurrentUser, storage: StorageDep
+    body: BatchCheckIn, reader: DbReader, user: QueryCaller, storage: StorageDep
 ) -> BatchCheckOut:
     """For each id: yours, and its bytes are in storage."""
-    return BatchCheckOut(results=await service.check_documents(db, storage, user.sub, body.doc_ids))
+    return BatchCheckOut(
+        results=await service.check_documents(reader, storage, user.sub, body.doc_ids)
+    )
 
 
 @router.get(
     "/{doc_id}",
     operation_id="get_document",
     summary="Get a document",
-    dependencies=[QueryRateLimit],
 )
-async def get_document(doc_id: str, db: DbReader, user: CurrentUser) -> DocumentOut:
+async def get_document(doc_id: str, reader: DbReader, user: QueryCaller) -> DocumentOut:
     """The document and where its classification stands."""
-    return await service.read_document(db, doc_id, user.sub)
+    return await service.read_document(reader, doc_id, user.sub)
 
 
 @router.get(
     "/{doc_id}/content",
     operation_id="download_document",
     summary="Download a document's bytes",
-    dependencies=[QueryRateLimit],
     response_class=StreamingResponse,
     responses={
         200: {
@@ -190,15 +186,15 @@ async def get_document(doc_id: str, db: DbReader, user: CurrentUser) -> Document
 )
 async def download(
     doc_id: str,
-    db: DbReader,
-    user: CurrentUser,
+    reader: DbReader,
+    user: QueryCaller,
     storage: StorageDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """Stream the stored bytes, whole or one range."""
     found = await service.open_download(
-        db, storage, doc_id, user.sub, range_header=range_header, if_none_match=if_none_match
+        reader, storage, doc_id, user.sub, range_header=range_header, if_none_match=if_none_match
     )
     document = found.document
     headers = {
@@ -228,9 +224,8 @@ async def download(
     status_code=204,
     operation_id="delete_document",
     summary="Delete a document",
-    dependencies=[QueryRateLimit],
 )
-async def delete(doc_id: str, db: DbSession, user: CurrentUser) -> Response:
+async def delete(doc_id: str, db: DbSession, user: QueryCaller) -> Response:
     """Gone at once; the bytes are purged by a durable job."""
     await service.delete_document(db, doc_id, user.sub)
     return Response(status_code=204)

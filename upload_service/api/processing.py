@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from upload_service.dependencies import CurrentUser, DbSession, SettingsDep
+from upload_service.dependencies import DbSession, QueryCaller, SettingsDep
 from upload_service.jobs import service
 from upload_service.jobs.schemas import TaskOut
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["tasks"])
     summary="Queue a document's classification (again)",
 )
 async def process_document(
-    doc_id: str, db: DbSession, user: CurrentUser, settings: SettingsDep, response: Response
+    doc_id: str, db: DbSession, user: QueryCaller, settings: SettingsDep, response: Response
 ) -> TaskOut:
     """Queue a classification task, or return the one already queued or running."""
     task = await service.request_processing(
@@ -29,6 +29,6 @@ async def process_document(
 
 
 @router.get("/v1/tasks/{task_id}", operation_id="get_task", summary="Get a task")
-async def get_task(task_id: str, db: DbSession, user: CurrentUser) -> TaskOut:
+async def get_task(task_id: str, db: DbSession, user: QueryCaller) -> TaskOut:
     """The caller's task and where it stands."""
     return await service.get_task(db, task_id, user.sub)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from upload_service.db.models import Document
 from upload_service.documents.schemas import DocumentOut, DocumentPage
@@ -28,9 +28,6 @@ _BY_ID_AND_OWNER = select(_TABLE).where(
     _TABLE.c.id == bindparam("doc_id"), _TABLE.c.owner == bindparam("owner")
 )
 
-# Reads take either a session or a bare (autocommit) connection: both execute Core statements.
-Reader = AsyncConnection | AsyncSession
-
 
 async def get_document(session: AsyncSession, doc_id: str, owner: str) -> Document:
     """The caller's document as an ORM object to change, or `DocumentNotFound`."""
@@ -40,17 +37,18 @@ async def get_document(session: AsyncSession, doc_id: str, owner: str) -> Docume
     return document
 
 
-async def read_document(db: Reader, doc_id: str, owner: str) -> DocumentOut:
+async def read_document(reader: AsyncEngine, doc_id: str, owner: str) -> DocumentOut:
     """The caller's document, read with one statement; `DocumentNotFound` otherwise.
 
-    The owner is part of the query, so another user's document is indistinguishable from a
+    `reader` is the autocommit engine: the connection is held for the statement alone. The
+    owner is part of the query, so another user's document is indistinguishable from a
     missing one.
     """
     if not _DOC_ID.match(doc_id):
         raise DocumentNotFound(doc_id)
-    row = (
-        (await db.execute(_BY_ID_AND_OWNER, {"doc_id": doc_id, "owner": owner})).mappings().first()
-    )
+    async with reader.connect() as db:
+        result = await db.execute(_BY_ID_AND_OWNER, {"doc_id": doc_id, "owner": owner})
+        row = result.mappings().first()
     if row is None:
         raise DocumentNotFound(doc_id)
     return DocumentOut.of_row(row)
@@ -73,7 +71,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 async def list_documents(
-    db: Reader,
+    reader: AsyncEngine,
     owner: str,
     *,
     limit: int,
@@ -87,7 +85,8 @@ async def list_documents(
     if status is not None:
         query = query.where(_TABLE.c.status == status)
     query = query.order_by(_TABLE.c.id.desc()).limit(limit + 1)
-    rows = (await db.execute(query)).mappings().all()
+    async with reader.connect() as db:
+        rows = (await db.execute(query)).mappings().all()
     next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
     return DocumentPage(
         items=[DocumentOut.of_row(row) for row in rows[:limit]], next_cursor=next_cursor
@@ -108,16 +107,20 @@ async def delete_document(session: AsyncSession, doc_id: str, owner: str) -> Non
 
 
 async def check_documents(
-    db: Reader, storage: Storage, owner: str, doc_ids: list[str]
+    reader: AsyncEngine, storage: Storage, owner: str, doc_ids: list[str]
 ) -> dict[str, bool]:
-    """For each id: the caller's document exists and its object is in storage."""
+    """For each id: the caller's document exists and its object is in storage.
+
+    The connection goes back to the pool before the storage checks start.
+    """
     wanted = [doc_id for doc_id in dict.fromkeys(doc_ids) if _DOC_ID.match(doc_id)]
-    found = await db.execute(
-        select(Document.id, Document.storage_key).where(
-            Document.owner == owner, Document.id.in_(wanted)
+    async with reader.connect() as db:
+        found = await db.execute(
+            select(Document.id, Document.storage_key).where(
+                Document.owner == owner, Document.id.in_(wanted)
+            )
         )
-    )
-    keys: dict[str, str] = {doc_id: key for doc_id, key in found}
+        keys: dict[str, str] = {doc_id: key for doc_id, key in found}
     gate = asyncio.Semaphore(BATCH_CHECK_CONCURRENCY)
 
     async def present(key: str) -> bool:
@@ -161,7 +164,7 @@ class Download:
 
 
 async def open_download(
-    db: Reader,
+    reader: AsyncEngine,
     storage: Storage,
     doc_id: str,
     owner: str,
@@ -170,7 +173,7 @@ async def open_download(
     if_none_match: str | None,
 ) -> Download:
     """Resolve a download: 304 check, range, and the stream of bytes."""
-    document = await read_document(db, doc_id, owner)
+    document = await read_document(reader, doc_id, owner)
     etag = f'"{document.sha256}"'
     if if_none_match is not None and _matches(if_none_match, etag):
         return Download(document, None, None)
