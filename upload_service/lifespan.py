@@ -20,7 +20,7 @@ from upload_service.auth import TokenVerifier
 from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
-from upload_service.db.session import create_engine, create_session_factory, reader_engine
+from upload_service.db.session import create_engine, create_reader_engine, create_session_factory
 from upload_service.jobs.worker import Worker
 from upload_service.rate_limits import RateLimits
 from upload_service.storage.base import Storage
@@ -84,7 +84,8 @@ async def open_resources(
         res.engine = create_engine(settings.database_url)
         on_close("database", res.engine.dispose)
         res.sessions = create_session_factory(res.engine)
-        res.reader = reader_engine(res.engine)
+        res.reader = create_reader_engine(settings.database_url)
+        on_close("database reader", res.reader.dispose)
 
         res.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=3.0),

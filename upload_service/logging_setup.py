@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 from typing import Any, Literal, TextIO
+
+import orjson
 
 from upload_service.context import correlation_id_var, request_id_var
 
@@ -33,9 +35,27 @@ SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
 
+class _Clock:
+    """RFC 3339 UTC timestamps with milliseconds; the date and time are formatted once a second."""
+
+    def __init__(self) -> None:
+        # One tuple, replaced whole, so a thread never pairs one second with another's text.
+        self._last: tuple[int, str] = (-1, "")
+
+    def format(self, created: float) -> str:
+        second = int(created)
+        cached_second, prefix = self._last
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._last = (second, prefix)
+        return f"{prefix}.{int((created - second) * 1000):03d}Z"
+
+
+_clock = _Clock()
+
+
 def _timestamp(record: logging.LogRecord) -> str:
-    moment = datetime.fromtimestamp(record.created, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _clock.format(record.created)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -69,7 +89,10 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         elif record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:
+            return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:  # orjson.JSONEncodeError: an integer past 64 bits, say
+            return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 class ConsoleFormatter(logging.Formatter):

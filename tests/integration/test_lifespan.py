@@ -17,7 +17,14 @@ async def test_resources_close_in_reverse_order(make_settings: MakeSettings) -> 
         assert resources.sessions is not None
         assert resources.http is not None
         assert not resources.http.is_closed
-    assert resources.closed == ["rate_limits", "classifier", "storage", "http", "database"]
+    assert resources.closed == [
+        "rate_limits",
+        "classifier",
+        "storage",
+        "http",
+        "database reader",
+        "database",
+    ]
     assert resources.http.is_closed
 
 
@@ -31,7 +38,7 @@ async def test_failed_start_closes_what_was_already_built(
     with pytest.raises(NotADirectoryError):
         async with open_resources(resources.settings, into=resources):
             pytest.fail("start-up should not have succeeded")
-    assert resources.closed == ["http", "database"]
+    assert resources.closed == ["http", "database reader", "database"]
     assert resources.http is not None
     assert resources.http.is_closed
 

@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from datetime import UTC, date, datetime
 
 from upload_service.context import correlation_id_var, request_id_var
 from upload_service.logging_setup import (
@@ -37,6 +38,22 @@ def test_json_line_has_the_fields_and_the_request_context() -> None:
     assert entry["timestamp"].endswith("Z")
     assert (entry["request_id"], entry["correlation_id"]) == ("req-1", "corr-1")
     assert (entry["route"], entry["status"]) == ("/v1/x", 200)
+
+
+def test_timestamps_are_utc_to_the_millisecond_across_second_boundaries() -> None:
+    # The formatter caches the date and time of the current second: crossing into the next
+    # second, or back to an earlier one (another thread's record), must not reuse it.
+    formatter = JsonFormatter()
+    for created in (1768473000.999, 1768473001.0, 1768473001.5004, 1768472999.25, 86399.9999):
+        made = record()
+        made.created = created
+        expected = datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+        assert json.loads(formatter.format(made))["timestamp"] == expected.replace("+00:00", "Z")
+
+
+def test_values_json_cannot_encode_are_written_as_text() -> None:
+    entry = json.loads(JsonFormatter().format(record(when=date(2026, 1, 15), size=2**70)))
+    assert (entry["when"], entry["size"]) == ("2026-01-15", 2**70)
 
 
 def test_outside_a_request_the_ids_are_null_not_missing() -> None:

@@ -15,21 +15,26 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    database_url: str, *, echo: bool = False, pool_size: int = 10, **options: Any
+) -> AsyncEngine:
     """An async engine tuned for the backend: pooled asyncpg, or SQLite with WAL."""
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(database_url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            database_url, echo=echo, connect_args={"timeout": 30}, **options
+        )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         database_url,
         echo=echo,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=pool_size,
+        max_overflow=pool_size,
         pool_pre_ping=False,
         pool_recycle=1800,
         # The server enforces the statement timeout: cheaper than a client timer per statement.
         connect_args={"timeout": 5, "server_settings": {"statement_timeout": "30000"}},
+        **options,
     )
 
 
@@ -42,13 +47,18 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
-def reader_engine(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool in autocommit mode, for single-statement reads.
+def create_reader_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
+    """A pool of its own whose connections are always in autocommit, for single-statement reads.
 
     A lone SELECT needs no transaction: autocommit saves the BEGIN and COMMIT round trips,
-    which are most of a small read's cost; every write still goes through a session.
+    which are most of a small read's cost; every write still goes through a session. Its own
+    pool rather than the writers' with an autocommit option: that option switches each
+    connection's isolation level on checkout and back on checkin, and a connection that never
+    opens a transaction has nothing to roll back when it returns.
     """
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return create_engine(
+        database_url, pool_size=pool_size, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+    )
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
