@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.auth import Principal, TokenVerifier
 from upload_service.config import Settings
+from upload_service.db.reads import Reader
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
 from upload_service.middleware.access_log import USER_ID_STATE_KEY
@@ -63,11 +64,11 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         await session.commit()
 
 
-async def get_reader(request: Request) -> AsyncEngine:
-    """The autocommit engine, for services that only read (one statement, no BEGIN/COMMIT).
+async def get_reader(request: Request) -> Reader:
+    """Single-statement reads without a transaction, for services that only read.
 
-    The service opens its connection itself, for just its statement: a provider that yields a
-    connection would hold it until the response is built, and costs FastAPI an exit stack.
+    Each read holds a connection for just its statement: a provider that yields a connection
+    would hold it until the response is built, and costs FastAPI an exit stack.
     """
     reader = _resources(request).reader
     assert reader is not None
@@ -91,7 +92,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 # scope="function": commit before the response is sent, so a 2xx means the data is durable.
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]
-DbReader = Annotated[AsyncEngine, Depends(get_reader)]
+DbReader = Annotated[Reader, Depends(get_reader)]
 CurrentUser = Annotated[Principal, Depends(get_current_user)]
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+STATEMENT_TIMEOUT_MS = 30_000
+
 
 def create_engine(
     database_url: str, *, echo: bool = False, pool_size: int = 10, **options: Any
@@ -33,7 +35,10 @@ def create_engine(
         pool_pre_ping=False,
         pool_recycle=1800,
         # The server enforces the statement timeout: cheaper than a client timer per statement.
-        connect_args={"timeout": 5, "server_settings": {"statement_timeout": "30000"}},
+        connect_args={
+            "timeout": 5,
+            "server_settings": {"statement_timeout": str(STATEMENT_TIMEOUT_MS)},
+        },
         **options,
     )
 
@@ -47,7 +52,7 @@ def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEn
     cursor.close()
 
 
-def create_reader_engine(database_url: str, *, pool_size: int = 5) -> AsyncEngine:
+def create_reader_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """A pool of its own whose connections are always in autocommit, for single-statement reads.
 
     A lone SELECT needs no transaction: autocommit saves the BEGIN and COMMIT round trips,

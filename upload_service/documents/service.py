@@ -8,11 +8,13 @@ import binascii
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from upload_service.db.models import Document
+from upload_service.db.reads import Reader
 from upload_service.documents.schemas import DocumentOut, DocumentPage
 from upload_service.errors import DocumentNotFound, RangeNotSatisfiable
 from upload_service.jobs.queue import enqueue
@@ -29,6 +31,23 @@ _BY_ID_AND_OWNER = select(_TABLE).where(
 )
 
 
+def _page(*, after: bool, status: bool) -> Select[Any]:
+    query = select(_TABLE).where(_TABLE.c.owner == bindparam("owner"))
+    if after:
+        query = query.where(_TABLE.c.id < bindparam("after"))
+    if status:
+        query = query.where(_TABLE.c.status == bindparam("status"))
+    return query.order_by(_TABLE.c.id.desc()).limit(bindparam("limit"))
+
+
+# A page of the owner's documents, by (after a cursor, filtered by status).
+_PAGES = {
+    (after, status): _page(after=after, status=status)
+    for after in (False, True)
+    for status in (False, True)
+}
+
+
 async def get_document(session: AsyncSession, doc_id: str, owner: str) -> Document:
     """The caller's document as an ORM object to change, or `DocumentNotFound`."""
     document = await session.get(Document, doc_id) if _DOC_ID.match(doc_id) else None
@@ -37,18 +56,15 @@ async def get_document(session: AsyncSession, doc_id: str, owner: str) -> Docume
     return document
 
 
-async def read_document(reader: AsyncEngine, doc_id: str, owner: str) -> DocumentOut:
+async def read_document(reader: Reader, doc_id: str, owner: str) -> DocumentOut:
     """The caller's document, read with one statement; `DocumentNotFound` otherwise.
 
-    `reader` is the autocommit engine: the connection is held for the statement alone. The
-    owner is part of the query, so another user's document is indistinguishable from a
+    The owner is part of the query, so another user's document is indistinguishable from a
     missing one.
     """
     if not _DOC_ID.match(doc_id):
         raise DocumentNotFound(doc_id)
-    async with reader.connect() as db:
-        result = await db.execute(_BY_ID_AND_OWNER, {"doc_id": doc_id, "owner": owner})
-        row = result.mappings().first()
+    row = await reader.one(_BY_ID_AND_OWNER, {"doc_id": doc_id, "owner": owner})
     if row is None:
         raise DocumentNotFound(doc_id)
     return DocumentOut.of_row(row)
@@ -71,7 +87,7 @@ def decode_cursor(cursor: str) -> str:
 
 
 async def list_documents(
-    reader: AsyncEngine,
+    reader: Reader,
     owner: str,
     *,
     limit: int,
@@ -79,14 +95,9 @@ async def list_documents(
     status: str | None = None,
 ) -> DocumentPage:
     """The owner's documents newest first, keyset-paginated on the (time-sortable) id."""
-    query = select(_TABLE).where(_TABLE.c.owner == owner)
-    if after is not None:
-        query = query.where(_TABLE.c.id < after)
-    if status is not None:
-        query = query.where(_TABLE.c.status == status)
-    query = query.order_by(_TABLE.c.id.desc()).limit(limit + 1)
-    async with reader.connect() as db:
-        rows = (await db.execute(query)).mappings().all()
+    query = _PAGES[after is not None, status is not None]
+    params = {"owner": owner, "after": after, "status": status, "limit": limit + 1}
+    rows = await reader.all(query, params)
     next_cursor = encode_cursor(rows[limit - 1]["id"]) if len(rows) > limit else None
     return DocumentPage(
         items=[DocumentOut.of_row(row) for row in rows[:limit]], next_cursor=next_cursor
@@ -107,14 +118,14 @@ async def delete_document(session: AsyncSession, doc_id: str, owner: str) -> Non
 
 
 async def check_documents(
-    reader: AsyncEngine, storage: Storage, owner: str, doc_ids: list[str]
+    reader: Reader, storage: Storage, owner: str, doc_ids: list[str]
 ) -> dict[str, bool]:
     """For each id: the caller's document exists and its object is in storage.
 
     The connection goes back to the pool before the storage checks start.
     """
     wanted = [doc_id for doc_id in dict.fromkeys(doc_ids) if _DOC_ID.match(doc_id)]
-    async with reader.connect() as db:
+    async with reader.engine.connect() as db:
         found = await db.execute(
             select(Document.id, Document.storage_key).where(
                 Document.owner == owner, Document.id.in_(wanted)
@@ -164,7 +175,7 @@ class Download:
 
 
 async def open_download(
-    reader: AsyncEngine,
+    reader: Reader,
     storage: Storage,
     doc_id: str,
     owner: str,
