@@ -10,11 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Any, Literal, TextIO
 
 import orjson
 
+from upload_service.clock import utc_millisecond
 from upload_service.context import correlation_id_var, request_id_var
 
 LogFormat = Literal["console", "json"]
@@ -35,27 +35,8 @@ SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
 SERVER_ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
 
 
-class _Clock:
-    """RFC 3339 UTC timestamps with milliseconds; the date and time are formatted once a second."""
-
-    def __init__(self) -> None:
-        # One tuple, replaced whole, so a thread never pairs one second with another's text.
-        self._last: tuple[int, str] = (-1, "")
-
-    def format(self, created: float) -> str:
-        second = int(created)
-        cached_second, prefix = self._last
-        if second != cached_second:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._last = (second, prefix)
-        return f"{prefix}.{int((created - second) * 1000):03d}Z"
-
-
-_clock = _Clock()
-
-
 def _timestamp(record: logging.LogRecord) -> str:
-    return _clock.format(record.created)
+    return utc_millisecond(record.created)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_exception_handlers(app)
     install_openapi(app)
+    app.router.routes.append(health.liveness)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(documents.router)

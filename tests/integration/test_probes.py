@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,8 +29,12 @@ async def test_health_is_alive_without_touching_dependencies(make_settings: Make
     async with running_app(create_app(make_settings(database_url=dead_db))) as client:
         response = await client.get("/health")
     assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json().keys() == {"status", "timestamp"}
     assert response.json()["status"] == "alive"
-    assert response.json()["timestamp"].endswith("Z")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", response.json()["timestamp"])
+    stamped = datetime.strptime(response.json()["timestamp"], "%Y-%m-%dT%H:%M:%S%z")
+    assert abs((datetime.now(UTC) - stamped).total_seconds()) < 5
 
 
 async def test_readiness_follows_the_database_down_and_up(

@@ -1,4 +1,4 @@
-"""The read path: prepared statements on asyncpg give what SQLAlchemy gives, outside a transaction."""
+"""The read path: prepared asyncpg statements give what SQLAlchemy gives, with no transaction."""
 
 from __future__ import annotations
 

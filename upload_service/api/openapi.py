@@ -176,7 +176,34 @@ def internal_openapi(app: FastAPI) -> dict[str, Any]:
     """The full document, internal routes and probes included (`openapi --internal`)."""
     document = build_document(app, all_routes(app.routes))
     document["info"]["title"] = f"{TITLE} (internal)"
+    # Liveness is a plain Starlette route (see api/health.py), which FastAPI does not document.
+    document["paths"]["/health"] = {"get": LIVENESS_OPERATION}
     return document
+
+
+LIVENESS_OPERATION: dict[str, Any] = {
+    "operationId": "health",
+    "summary": "Liveness",
+    "security": [],
+    "responses": {
+        "200": {
+            "description": "Alive while the process runs",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {"type": "string", "enum": ["alive"]},
+                            "timestamp": {"type": "string", "format": "date-time"},
+                        },
+                        "required": ["status", "timestamp"],
+                    },
+                    "example": {"status": "alive", "timestamp": "2026-01-15T10:30:00Z"},
+                }
+            },
+        }
+    },
+}
 
 
 def install_openapi(app: FastAPI) -> None:
