@@ -160,4 +160,16 @@ def configure_logging(log_format: LogFormat, level: str) -> logging.Handler:
         server_logger.propagate = True
         if name in SERVER_ACCESS_LOGGERS:
             server_logger.setLevel(logging.WARNING)
+    skip_unused_record_fields()
     return ours
+
+
+def skip_unused_record_fields() -> None:
+    """Stop filling in record fields no line of ours shows (the logging docs' "Optimization").
+
+    Every record otherwise looks up its thread's name, its process's name and the caller's
+    file, function and line (a walk up the stack): a third of the access line's cost.
+    """
+    logging.logThreads = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None  # the documented switch for caller information
