@@ -28,12 +28,12 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from upload_service.errors import StorageUnavailable
 from upload_service.storage.base import ByteRange, StoredObject
 from upload_service.storage.budget import BufferBudget
-from upload_service.storage.s3_writer import S3ObjectWriter
+from upload_service.storage.s3_writer import CHECKSUM_ALGORITHM, S3ObjectWriter
 
 if TYPE_CHECKING:
     from botocore.config import _S3Dict
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import ListObjectsV2OutputTypeDef
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ListObjectsV2OutputTypeDef
 
     from upload_service.config import Settings
 
@@ -270,22 +270,28 @@ class S3Storage:
 
     async def _upload_part(
         self, key: str, upload_id: str, part_number: int, body: bytes | bytearray
-    ) -> str:
-        """Send one part and return its ETag (a seam tests override to inject failures)."""
+    ) -> CompletedPartTypeDef:
+        """Send one part; what completing the upload must name it by (a seam for failure tests)."""
         # The pool's work item keeps its arguments alive for a moment after the result is
         # reported, long enough for the next part buffer to be allocated beside this one: the
         # buffer travels in a list the thread empties, so it is freed before we hear back.
         handover = [body]
         del body
 
-        def send() -> str:
-            return self.client.upload_part(
+        def send() -> CompletedPartTypeDef:
+            sent = self.client.upload_part(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 PartNumber=part_number,
                 Body=_as_bytes(handover.pop()),
-            )["ETag"]
+                ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+            )
+            return {
+                "ETag": sent["ETag"],
+                "PartNumber": part_number,
+                "ChecksumCRC32": sent["ChecksumCRC32"],
+            }
 
         return await self._run(send)
 

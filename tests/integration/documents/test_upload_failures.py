@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mypy_boto3_s3 import S3Client
+from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -49,7 +50,7 @@ class FailingOnPart(S3Storage):
 
     async def _upload_part(
         self, key: str, upload_id: str, part_number: int, body: bytes | bytearray
-    ) -> str:  # type: ignore[override]
+    ) -> CompletedPartTypeDef:
         if part_number == self.fail_on:
             raise StorageUnavailable()
         return await super()._upload_part(key, upload_id, part_number, body)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import threading
 import tracemalloc
+import zlib
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ from upload_service.storage.s3_writer import S3ObjectWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1024 * 1024
 PART = MIN_PART_SIZE  # the smallest part S3 takes keeps the tests quick
@@ -84,7 +87,7 @@ class FailingPartStorage(S3Storage):
 
     async def _upload_part(
         self, key: str, upload_id: str, part_number: int, body: bytes | bytearray
-    ) -> str:
+    ) -> CompletedPartTypeDef:
         if part_number == self.failing_part:
             raise StorageUnavailable("injected failure")
         return await super()._upload_part(key, upload_id, part_number, body)
@@ -102,7 +105,7 @@ class GatedPartStorage(S3Storage):
 
     async def _upload_part(
         self, key: str, upload_id: str, part_number: int, body: bytes | bytearray
-    ) -> str:
+    ) -> CompletedPartTypeDef:
         self.started.append(part_number)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -155,10 +158,18 @@ async def test_multipart_upload_of_three_parts_round_trips(
     await write_all(writer, data, chunk_size=65_537)  # chunks that straddle part boundaries
     await writer.commit()
 
-    head = s3_client.head_object(Bucket=s3_bucket, Key=KEY)
+    head = s3_client.head_object(Bucket=s3_bucket, Key=KEY, ChecksumMode="ENABLED")
     assert head["ETag"].strip('"').endswith("-3")
     assert head["ContentType"] == "image/png"
     assert head["ContentLength"] == len(data)
+    # S3 checked each part's CRC32 and keeps their composite: the object is verified end to end.
+    part_crcs = [
+        zlib.crc32(data[start : start + PART]).to_bytes(4, "big")
+        for start in range(0, len(data), PART)
+    ]
+    composite = zlib.crc32(b"".join(part_crcs)).to_bytes(4, "big")
+    # S3 writes it as `<base64>-3`; moto leaves out the part count.
+    assert head["ChecksumCRC32"].removesuffix("-3") == base64.b64encode(composite).decode()
     assert await read_all(small_part_storage, KEY) == data
     assert incomplete_uploads(s3_client, s3_bucket) == []
 
