@@ -47,7 +47,9 @@ class LocalObjectWriter:
         self._background = background
         self._temp_path = temp_path
         self._final_path = final_path
-        self._buffer = bytearray()
+        # The chunks as they came (bytes never change): batched by reference, written by a thread.
+        self._chunks: list[bytes] = []
+        self._buffered = 0
         self._pending: asyncio.Future[Any] | None = None
         self._written = 0
         self._advised = 0
@@ -55,13 +57,17 @@ class LocalObjectWriter:
         self._state = "open"
 
     async def write(self, chunk: bytes) -> None:
-        """Append bytes; each filled megabyte goes to a thread while the next one fills."""
+        """Append bytes; each filled megabyte goes to a thread while the next one fills.
+
+        The chunk is kept, not copied: pass `bytes`, never a buffer that will be reused.
+        """
         self._ensure_open()
         if not chunk:
             return
         try:
-            self._buffer += chunk
-            if len(self._buffer) >= WRITE_BATCH_BYTES:
+            self._chunks.append(chunk)
+            self._buffered += len(chunk)
+            if self._buffered >= WRITE_BATCH_BYTES:
                 await self._flush_buffer()
         except Exception:
             await self.abort()
@@ -84,7 +90,7 @@ class LocalObjectWriter:
         if self._state != "open":
             return
         self._state = "aborted"
-        self._buffer = bytearray()
+        self._chunks, self._buffered = [], 0
         # Shielded so that a cancelled caller still leaves no temporary file behind; the
         # storage holds the task so it is neither garbage-collected nor cut short by aclose.
         cleanup = asyncio.ensure_future(self._discard())
@@ -125,19 +131,20 @@ class LocalObjectWriter:
         # At most one write in flight: wait for the previous one (its error surfaces here),
         # then hand this buffer to a thread and return, so the disk works while bytes arrive.
         await self._wait_for_pending()
-        if not self._buffer:
+        if not self._chunks:
             return
-        data, self._buffer = self._buffer, bytearray()
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_block, data))
+        batch, size = self._chunks, self._buffered
+        self._chunks, self._buffered = [], 0
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_batch, batch, size))
 
     async def _wait_for_pending(self) -> None:
         pending = self._pending
         if pending is not None:
             await asyncio.shield(pending)
 
-    def _write_block(self, data: bytearray) -> None:
-        self._file.write(data)
-        self._written += len(data)
+    def _write_batch(self, batch: list[bytes], size: int) -> None:
+        self._file.writelines(batch)
+        self._written += size
         if _ADVISE and self._written - self._advised >= WRITEBACK_BYTES:
             # Start writeback of what is written so far (DONTNEED on dirty pages begins it
             # without waiting), so the fsync at commit only waits for the tail of the file.
