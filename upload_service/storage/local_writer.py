@@ -2,7 +2,7 @@
 
 On commit the file is flushed, fsynced, renamed into place with `os.replace` and its directory
 fsynced, so a reader sees either no object or the whole object, even after a crash. File I/O
-runs in worker threads, in batches of about a megabyte, so the event loop never waits on the disk.
+runs in worker threads, in batches of a few megabytes, so the event loop never waits on the disk.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-WRITE_BATCH_BYTES = 1024 * 1024
+# A thread hop per batch: 4 MiB batches measured faster than 1 MiB (and 256 KiB slower still).
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
 WRITEBACK_BYTES = 8 * 1024 * 1024
 _ADVISE = hasattr(os, "posix_fadvise")
 
@@ -57,7 +58,7 @@ class LocalObjectWriter:
         self._state = "open"
 
     async def write(self, chunk: bytes) -> None:
-        """Append bytes; each filled megabyte goes to a thread while the next one fills.
+        """Append bytes; each full batch goes to a thread while the next one fills.
 
         The chunk is kept, not copied: pass `bytes`, never a buffer that will be reused.
         """
