@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -121,6 +122,15 @@ def peak_of(pid: int, url: str, paths: list[Path], headers: dict[str, str]) -> i
 
 
 def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    try:
+        run(work)
+    finally:
+        # Gigabytes of test files and stored copies: never left behind.
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--big-mib", type=int, default=256)
     parser.add_argument("--quick", action="store_true", help="smaller files, for a smoke run")
@@ -128,7 +138,6 @@ def main() -> None:
     args = parser.parse_args()
     big_mib, mid_mib, small_mib = (32, 16, 4) if args.quick else (args.big_mib, 64, 16)
 
-    work = Path(tempfile.mkdtemp(prefix="bench-upload-"))
     files = work / "files"
     files.mkdir()
     big = make_pdf(files / "big.pdf", big_mib * MIB)
