@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 
 from tests.fixtures.app import MakeSettings, running_app
 from tests.fixtures.network import TcpProxy
+from tests.integration.documents.conftest import pdf_bytes
+from tests.integration.security.conftest import assert_envelope
 from upload_service.main import create_app
 
 
@@ -96,3 +98,30 @@ async def test_readiness_is_503_while_shutting_down(make_settings: MakeSettings)
         response = await client.get("/readiness")
     assert response.status_code == 503
     assert response.json()["status"] == "shutting_down"
+
+
+async def test_reads_answer_503_while_the_database_is_down_and_recover(
+    make_settings: MakeSettings,
+    pg_url: str,
+    db_proxy: TcpProxy,
+    auth_headers: dict[str, str],
+) -> None:
+    proxied = make_url(pg_url).set(port=db_proxy.port).render_as_string(hide_password=False)
+    async with running_app(create_app(make_settings(database_url=proxied))) as client:
+        uploaded = await client.post(
+            "/v1/documents", files={"file": ("a.pdf", pdf_bytes())}, headers=auth_headers
+        )
+        assert uploaded.status_code == 202, uploaded.text
+        doc_id = uploaded.json()["doc_id"]
+        assert (await client.get(f"/v1/documents/{doc_id}", headers=auth_headers)).is_success
+
+        await db_proxy.stop()  # Pooled connections are cut too.
+        for path in (f"/v1/documents/{doc_id}", "/v1/documents"):
+            down = await client.get(path, headers=auth_headers)
+            body = assert_envelope(down, 503, "SERVICE_UNAVAILABLE")
+            assert int(down.headers["retry-after"]) >= 1
+            assert "postgres" not in body["message"]
+
+        await db_proxy.start()
+        again = await client.get(f"/v1/documents/{doc_id}", headers=auth_headers)
+        assert again.status_code == 200, again.text

@@ -14,6 +14,7 @@ statements go through SQLAlchemy's autocommit engine.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,11 +22,24 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Select, make_url
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.session import STATEMENT_TIMEOUT_MS, create_reader_engine
+from upload_service.errors import DatabaseUnavailable
 
 Row = Mapping[str, Any]
+logger = logging.getLogger(__name__)
+# The database is down or unreachable, as opposed to a statement that is wrong.
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    OperationalError,
+    InterfaceError,
+)
 _MAX_COMPILED = 256
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # untyped constructor
 
@@ -58,7 +72,20 @@ class Reader:
         return compiled.sql, [values[name] for name in compiled.names]
 
     async def one(self, query: Select[Any], params: Mapping[str, Any]) -> Row | None:
-        """The first row of `query`, or None."""
+        """The first row of `query`, or None; `DatabaseUnavailable` when it cannot be reached."""
+        try:
+            return await self._one(query, params)
+        except _UNREACHABLE as exc:
+            raise _unavailable(exc) from None
+
+    async def all(self, query: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
+        """Every row of `query`; `DatabaseUnavailable` when it cannot be reached."""
+        try:
+            return await self._all(query, params)
+        except _UNREACHABLE as exc:
+            raise _unavailable(exc) from None
+
+    async def _one(self, query: Select[Any], params: Mapping[str, Any]) -> Row | None:
         if self._pool is None:
             async with self.engine.connect() as connection:
                 found = (await connection.execute(query, dict(params))).mappings().first()
@@ -67,8 +94,7 @@ class Reader:
         record = await self._pool.fetchrow(sql, *arguments)
         return None if record is None else dict(record.items())
 
-    async def all(self, query: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
-        """Every row of `query`."""
+    async def _all(self, query: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
         if self._pool is None:
             async with self.engine.connect() as connection:
                 rows = (await connection.execute(query, dict(params))).mappings().all()
@@ -82,6 +108,11 @@ class Reader:
         if self._pool is not None:
             await self._pool.close()
         await self.engine.dispose()
+
+
+def _unavailable(exc: BaseException) -> DatabaseUnavailable:
+    logger.warning("read failed: database unreachable (%s)", type(exc).__name__)
+    return DatabaseUnavailable()
 
 
 async def _decode_json(connection: asyncpg.Connection) -> None:
