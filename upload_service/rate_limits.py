@@ -19,12 +19,11 @@ import redis.asyncio
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter as AsyncSlidingWindow
-from limits.storage import MemoryStorage
-from limits.strategies import SlidingWindowCounterRateLimiter as SlidingWindow
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from upload_service.config import Settings
+from upload_service.sliding_window import SlidingWindowCounters
 
 logger = logging.getLogger("upload_service.rate_limits")
 
@@ -67,19 +66,15 @@ class RateLimits:
         }
         self._redis: redis.asyncio.Redis | None = None
         self._storage: RedisStorage | None = None
-        self._memory: MemoryStorage | None = None
         # A sliding-window counter: two counters per user and window, O(1) in memory and Redis.
         # A moving window keeps one entry per request (a 1000/minute limit is 1000 Redis list
         # items per user), and its in-memory storage expires them through a thread hop per hit.
-        self._limiter: SlidingWindow | None = None
+        self._counters: SlidingWindowCounters | None = None
         self._async_limiter: AsyncSlidingWindow | None = None
         url = settings.rate_limit_storage_url
         if url.startswith("memory://"):
             # Per process: with several workers each has its own budget (use Redis to share).
-            # The synchronous storage: counting in a dict never blocks, and its async twin
-            # schedules an expiry task on every hit.
-            self._memory = MemoryStorage()
-            self._limiter = SlidingWindow(self._memory)
+            self._counters = SlidingWindowCounters()
         else:
             # Our own pool: bounded timeouts and no retries (redis-py retries with backoff by
             # default, which would stall every request while Redis is down), closed by us.
@@ -111,10 +106,11 @@ class RateLimits:
         item = self._items[kind]
         # Quoted, so no `sub` can reach into another user's key.
         identifiers = (kind, quote(user, safe=""))
-        if self._limiter is not None:
-            allowed = self._limiter.hit(item, *identifiers)
-            stats = self._limiter.get_window_stats(item, *identifiers)
-            return RateLimitOutcome(allowed, item.amount, stats.remaining, stats.reset_time)
+        if self._counters is not None:
+            counted = self._counters.hit("/".join(identifiers), item.amount, item.get_expiry())
+            return RateLimitOutcome(
+                counted.allowed, item.amount, counted.remaining, counted.reset_at
+            )
         assert self._async_limiter is not None
         try:
             allowed = await self._async_limiter.hit(item, *identifiers)
@@ -137,9 +133,7 @@ class RateLimits:
             raise ConnectionError("Redis did not answer PING")
 
     async def aclose(self) -> None:
-        """Close the Redis connections, or stop the memory storage's expiry timer."""
+        """Close the Redis connections."""
         if self._redis is not None:
             await self._redis.connection_pool.disconnect()
             await self._redis.aclose()
-        elif self._memory is not None:
-            self._memory.timer.cancel()
