@@ -150,6 +150,9 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 with on_termination(begin_shutdown):
                     yield
             finally:
+                # An app built again in the same process (tests, reload) must not find this
+                # one's objects still out of the collector's reach.
+                gc.unfreeze()
                 resources.shutting_down = True
                 if worker is not None:
                     # Before the resources close: finish or hand back what it holds.
