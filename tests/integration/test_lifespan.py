@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,11 @@ async def test_app_publishes_resources_on_state(make_settings: MakeSettings) -> 
     async with running_app(app):
         assert isinstance(app.state.resources, Resources)
         assert app.state.resources.storage is not None
+
+
+async def test_start_up_objects_are_frozen_for_the_apps_life(make_settings: MakeSettings) -> None:
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        # Full collections no longer rescan what start-up built.
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
