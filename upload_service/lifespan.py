@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from upload_service.allocator import map_large_buffers
 from upload_service.auth import TokenVerifier
 from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
@@ -142,6 +143,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             worker = _in_process_worker(resources) if settings.worker_enabled else None
             if worker is not None:
                 await worker.start()
+            map_large_buffers()
             # Everything built so far lives as long as the process: move it out of the
             # collector's sight, so a full collection scans only what requests allocate.
             gc.collect()

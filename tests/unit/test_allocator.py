@@ -1,0 +1,41 @@
+"""Part-sized buffers go back to the OS when freed, even with small objects allocated between."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import pytest
+
+from upload_service.allocator import map_large_buffers
+
+MIB = 1024 * 1024
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_freed_part_buffers_leave_the_process() -> None:
+    assert map_large_buffers()
+    # Raise glibc's dynamic threshold the way a first upload would, had it not been fixed.
+    warm = bytearray(8 * MIB)
+    del warm
+    before = rss_bytes()
+    buffers, between = [], []
+    for _ in range(8):
+        buffer = bytearray(8 * MIB)
+        buffer[::4096] = b"x" * len(buffer[::4096])  # touch every page
+        buffers.append(buffer)
+        between.append(b"y" * 200_000)  # small blocks that outlive the buffers
+    grown = rss_bytes() - before
+    assert grown >= 60 * MIB
+    buffers.clear()
+    assert rss_bytes() - before < grown - 56 * MIB
+    assert len(between) == 8
