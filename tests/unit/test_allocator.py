@@ -34,8 +34,9 @@ def test_freed_part_buffers_leave_the_process() -> None:
         buffer[::4096] = b"x" * len(buffer[::4096])  # touch every page
         buffers.append(buffer)
         between.append(b"y" * 200_000)  # small blocks that outlive the buffers
-    grown = rss_bytes() - before
-    assert grown >= 60 * MIB
+    # Other work of the process (a collection, say) moves RSS a little either way.
+    held = rss_bytes()
+    assert held - before >= 48 * MIB
     buffers.clear()
-    assert rss_bytes() - before < grown - 56 * MIB
+    assert held - rss_bytes() >= 48 * MIB
     assert len(between) == 8
