@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from upload_service.db.models import Document
 from upload_service.db.reads import Reader, open_reader
 from upload_service.documents import service
+from upload_service.errors import DatabaseUnavailable
 
 OWNER = "alice"
 # Assigns the transaction an id if it has none: the same id twice means one transaction.
@@ -97,3 +98,14 @@ async def test_the_writers_engine_still_groups_statements(pg_engine: AsyncEngine
         first = await connection.scalar(text("SELECT pg_current_xact_id()::text"))
         assert first == await connection.scalar(text("SELECT pg_current_xact_id()::text"))
         await connection.rollback()
+
+
+async def test_the_read_pool_connects_with_the_urls_options(pg_url: str) -> None:
+    # This server has no TLS: a URL that requires it must fail here as it does for the engine,
+    # not quietly read in clear text.
+    reader = await open_reader(f"{pg_url}?ssl=require")
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await reader.one(XACT_ID, {})
+    finally:
+        await reader.close()

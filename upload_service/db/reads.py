@@ -130,13 +130,14 @@ async def open_reader(database_url: str, *, pool_size: int = 10) -> Reader:
         return Reader(create_reader_engine(database_url, pool_size=pool_size))
     # The engine only serves the odd read that is not a prepared one (a batch check).
     engine = create_reader_engine(database_url, pool_size=2)
+    # Connect exactly as SQLAlchemy's engine does: the same host, credentials and URL options
+    # (`?ssl=require` included), less the options only SQLAlchemy's dialect understands.
+    _, connect = _DIALECT.create_connect_args(url)  # type: ignore[no-untyped-call]
+    for dialect_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        connect.pop(dialect_only, None)
     try:
         pool = await asyncpg.create_pool(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            database=url.database,
+            **connect,
             min_size=0,  # Connect on first use: start-up must not need the database.
             max_size=pool_size,
             timeout=5,
