@@ -11,7 +11,6 @@ grew RSS by 70 MiB instead of 78). Elsewhere than glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 logger = logging.getLogger(__name__)
@@ -22,11 +21,10 @@ MMAP_THRESHOLD_BYTES = 1024 * 1024
 
 def map_large_buffers(threshold_bytes: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fix glibc's mmap threshold; whether it took effect."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        # The symbols already loaded into the process: libc's among them, with no library search
+        # (`ctypes.util.find_library` runs ldconfig in a subprocess).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False  # not glibc (musl has no mallopt)
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]

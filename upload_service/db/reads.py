@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -32,8 +32,7 @@ Row = Mapping[str, Any]
 logger = logging.getLogger(__name__)
 # The database is down or unreachable, as opposed to a statement that is wrong.
 _UNREACHABLE = (
-    OSError,
-    TimeoutError,
+    OSError,  # TimeoutError and ConnectionError included
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
@@ -48,7 +47,8 @@ _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # untyped constru
 class _Compiled:
     sql: str
     names: tuple[str, ...]
-    defaults: dict[str, Any] = field(default_factory=dict)
+    # Values of literals in the statement (bound too); empty for a statement of bindparams only.
+    defaults: dict[str, Any]
 
 
 class Reader:
@@ -64,8 +64,13 @@ class Reader:
         compiled = self._compiled.get(query)
         if compiled is None:
             statement = query.compile(dialect=_DIALECT)
-            compiled = _Compiled(statement.string, tuple(statement.positiontup or ()))
-            compiled.defaults.update(statement.params)  # Literals in the statement are bound too.
+            binds = statement.binds
+            defaults = {
+                name: value
+                for name, value in statement.params.items()
+                if name in binds and not binds[name].required
+            }
+            compiled = _Compiled(statement.string, tuple(statement.positiontup or ()), defaults)
             if len(self._compiled) < _MAX_COMPILED:  # A statement built per call is not kept.
                 self._compiled[query] = compiled
         values: Mapping[str, Any] = {**compiled.defaults, **params} if compiled.defaults else params
