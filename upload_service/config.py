@@ -52,6 +52,10 @@ class Settings(BaseSettings):
 
     max_file_size_mb: int = Field(default=50, gt=0, le=5 * 1024)
     upload_buffer_budget_mb: int = Field(default=64, ge=16)
+    # An upload body that sends nothing for this long is cut off (408) and releases its budget.
+    upload_idle_timeout_s: float = Field(default=30.0, gt=0)
+    # A JSON request body over this is refused (413) without being read whole.
+    max_json_body_kb: int = Field(default=64, gt=0, le=64 * 1024)
     allowed_extensions: CommaList = Field(
         default_factory=lambda: [".pdf", ".png", ".jpg", ".jpeg", ".docx"]
     )
@@ -70,11 +74,17 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=4, ge=1, le=256)
     job_lease_s: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=5, ge=1)
+    # How long a job keeps retrying while a dependency (classifier, webhook receiver) is
+    # unavailable; those retries do not count against JOB_MAX_ATTEMPTS.
+    job_retry_window_s: float = Field(default=86400.0, gt=0)
     # How often one janitor job runs across all workers; 0 stops workers from scheduling it.
     janitor_interval_s: float = Field(default=3600.0, ge=0)
     # Age past which an object without a row, or an unfinished upload, is taken for a crash's
     # leftover: it must exceed the longest gap between an upload's object and its row commit.
     janitor_orphan_age_s: float = Field(default=3600.0, ge=0)
+
+    # Every database connection one process may open, all its pools together.
+    db_max_connections: int = Field(default=10, ge=2, le=1000)
 
     readiness_timeout_s: float = Field(default=2.0, gt=0)
     readiness_requires_classifier: bool = False
@@ -158,6 +168,11 @@ class Settings(BaseSettings):
     @property
     def max_file_size_bytes(self) -> int:
         return self.max_file_size_mb * 1024 * 1024
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def max_json_body_bytes(self) -> int:
+        return self.max_json_body_kb * 1024
 
     @computed_field  # type: ignore[prop-decorator]
     @property

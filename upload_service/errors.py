@@ -95,6 +95,30 @@ class FileTooLarge(UploadServiceError):
         )
 
 
+class PayloadTooLarge(UploadServiceError):
+    """A JSON body over `MAX_JSON_BODY_KB`: refused before it is read whole.
+
+    The contract has one code for 413, so a JSON body too large shares `FILE_TOO_LARGE`.
+    """
+
+    status_code = 413
+    error_code = "FILE_TOO_LARGE"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(
+            f"The request body is larger than the limit of {max_bytes} bytes",
+            details={"max_bytes": max_bytes},
+        )
+
+
+class UploadTimeout(UploadServiceError):
+    """The client stopped sending the body for `UPLOAD_IDLE_TIMEOUT_S`."""
+
+    status_code = 408
+    error_code = "UPLOAD_TIMEOUT"
+    default_message = "The upload stopped arriving; nothing was kept"
+
+
 class UnsupportedFileType(UploadServiceError):
     status_code = 422
     error_code = "UNSUPPORTED_FILE_TYPE"
