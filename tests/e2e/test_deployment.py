@@ -75,7 +75,11 @@ class Container:
 
 
 class Pod:
-    """One workload of deploy/kubernetes: its command and environment, its volumes as folders."""
+    """One workload of deploy/kubernetes: its command and environment, its volumes as folders.
+
+    A shipped path on one of the pod's volumes leads to that volume's folder; any other absolute
+    path of a read-only root filesystem leads under a plain file, where nothing can be created.
+    """
 
     def __init__(
         self, objects: Objects, kind: str, name: str, workdir: Path, local: dict[str, str]
@@ -83,15 +87,22 @@ class Pod:
         self.container = only_container(objects[(kind, name)])
         self.workdir = workdir
         workdir.mkdir(parents=True)
-        env = container_env(objects, self.container)
-        env.update(local)
+        roots = {}
         for mount in self.container.get("volumeMounts", []):
             volume = workdir / mount["name"]  # emptyDir: empty when the pod starts
             volume.mkdir()
-            point = mount["mountPath"].rstrip("/")
-            for variable, value in env.items():
-                if value == point or value.startswith(f"{point}/"):
-                    env[variable] = f"{volume}{value[len(point) :]}"
+            roots[mount["mountPath"].rstrip("/")] = volume
+        if self.container["securityContext"]["readOnlyRootFilesystem"]:
+            read_only = workdir / "read-only-root"
+            read_only.write_text("")
+            roots.setdefault("", read_only)
+        env = container_env(objects, self.container)
+        for variable, value in env.items():
+            for point, folder in sorted(roots.items(), reverse=True):  # The deepest mount first.
+                if value.startswith("/") and (value == point or value.startswith(f"{point}/")):
+                    env[variable] = f"{folder}{value[len(point) :]}"
+                    break
+        env.update(local)
         # The image's PATH leads to its virtualenv: here, the test's.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
         self.env = env
@@ -236,6 +247,7 @@ async def test_each_shipped_workload_starts_with_the_configmap_environment_and_s
     assert worker_metrics_dir.relative_to(tmp_path / "worker" / "tmp")
     assert not worker_metrics_dir.exists()
 
+    # The job has no volume, so its metrics directory could not be made: it needs none.
     migrated = migrate.run()
     assert migrated.returncode == 0, migrated.stdout + migrated.stderr
 
