@@ -12,12 +12,6 @@ import tempfile
 
 from upload_service.config import ConfigurationError, load_settings
 from upload_service.logging_setup import logging_config
-from upload_service.metrics_files import (
-    MetricsDirectoryError,
-    clear_directory,
-    compact_dead_process,
-    ensure_directory,
-)
 
 try:
     _settings = load_settings()
@@ -53,6 +47,14 @@ logconfig_dict = logging_config(_settings.effective_log_format, _settings.log_le
 # scrape adds them up. It must be set before a worker imports prometheus_client, and exist.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="upload-service-metrics-")
+# Only now: prometheus-client chooses its mode when first imported, and workers inherit it.
+from upload_service.metrics_files import (  # noqa: E402
+    MetricsDirectoryError,
+    clear_directory,
+    compact_dead_process,
+    ensure_directory,
+)
+
 try:
     ensure_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 except MetricsDirectoryError as exc:  # One clear line, not a traceback from every worker.

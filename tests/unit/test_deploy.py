@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +213,32 @@ def test_prometheus_scrapes_the_worker_on_the_port_it_serves_metrics_on() -> Non
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == port
     assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_gunicorn_workers_count_in_multiprocess_mode_when_no_directory_is_configured(
+    tmp_path: Path,
+) -> None:
+    # The workers are forked from the master, so they inherit the mode of its prometheus-client.
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/db"}
+    probe = (
+        "import runpy; runpy.run_path('gunicorn.conf.py'); "
+        "from prometheus_client import values; print(values.ValueClass._multiprocess)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "True", done.stderr
+
+
+def test_gunicorn_stops_with_one_line_when_the_metrics_directory_cannot_be_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(blocker / "metrics"))
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    assert str(stopped.value) == (
+        f"metrics directory error: PROMETHEUS_MULTIPROC_DIR={blocker}/metrics: "
+        "cannot create it (Not a directory)"
+    )
