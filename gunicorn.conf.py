@@ -7,7 +7,6 @@ that builds its own resources; the master only supervises, so the app is not pre
 import logging
 import multiprocessing
 import os
-import shutil
 import sys
 import tempfile
 
@@ -45,19 +44,32 @@ loglevel = _settings.log_level.lower()
 logconfig_dict = logging_config(_settings.effective_log_format, _settings.log_level)
 
 # prometheus-client's multiprocess mode: every worker writes its values to files here and a
-# scrape adds them up. It must be set before a worker imports prometheus_client.
+# scrape adds them up. It must be set before a worker imports prometheus_client, and exist.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="upload-service-metrics-")
+# Only now: prometheus-client chooses its mode when first imported, and workers inherit it.
+from upload_service.metrics_files import (  # noqa: E402
+    MetricsDirectoryError,
+    clear_directory,
+    compact_dead_process,
+    ensure_directory,
+)
+
+try:
+    ensure_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+except MetricsDirectoryError as exc:  # One clear line, not a traceback from every worker.
+    sys.exit(f"metrics directory error: {exc}")
 # uvicorn cancels what is still running this long after SIGTERM, so the lifespan shutdown
 # (job worker stop, connections closed) still runs before gunicorn's graceful_timeout kill.
 UVICORN_GRACE_MARGIN_S = 5
 
 
 def on_starting(server: object) -> None:
-    """Start from an empty metrics directory: files of a previous run would be added up."""
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(directory, ignore_errors=True)
-    os.makedirs(directory, exist_ok=True)
+    """Start from no metrics files: a previous run's (a restarted container's) would add up.
+
+    Only the files are removed, never the directory, which may be a volume's mount point.
+    """
+    clear_directory(os.environ["PROMETHEUS_MULTIPROC_DIR"])
 
 
 def post_fork(server: object, worker: object) -> None:
@@ -73,7 +85,9 @@ def post_fork(server: object, worker: object) -> None:
 
 
 def child_exit(server: object, worker: object) -> None:
-    """Mark a dead worker's live gauges as gone (its counters keep counting in the sum)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(getattr(worker, "pid", 0))
+    """Fold a dead worker's metric files into the accumulated ones: its counts stay in the sum,
+    and recycled workers (max_requests) do not leave files behind without end."""
+    try:
+        compact_dead_process(getattr(worker, "pid", 0), os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    except Exception:  # Metrics bookkeeping must never take the master down.
+        logging.getLogger("gunicorn.error").exception("metrics files of a dead worker kept")

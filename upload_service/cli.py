@@ -10,7 +10,24 @@ from collections.abc import Callable, Sequence
 from upload_service.config import ConfigurationError, Settings, get_settings
 
 
+def _metrics_directory_ready() -> bool:
+    """Create PROMETHEUS_MULTIPROC_DIR if it is set and missing: one clear line if it cannot be.
+
+    Call it before anything imports the metrics, whose series open their files at once.
+    """
+    from upload_service.metrics_files import MetricsDirectoryError, ensure_directory
+
+    try:
+        ensure_directory()
+    except MetricsDirectoryError as exc:
+        print(f"metrics directory error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if not _metrics_directory_ready():
+        return 2
     import uvicorn
 
     from upload_service.db.migrate import upgrade_to_head
@@ -98,6 +115,8 @@ def _upload(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(_args: argparse.Namespace, settings: Settings) -> int:
+    if not _metrics_directory_ready():
+        return 2
     import asyncio
 
     from upload_service.logging_setup import configure_logging

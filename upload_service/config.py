@@ -72,6 +72,8 @@ class Settings(BaseSettings):
 
     worker_enabled: bool = True
     worker_concurrency: int = Field(default=4, ge=1, le=256)
+    # `host:port` where `upload-service worker` serves its /metrics for Prometheus; empty: nowhere.
+    worker_metrics_bind: str = Field(default="", pattern=r"^$|^[^\s:]+:\d{1,5}$")
     job_lease_s: float = Field(default=30.0, gt=0)
     job_max_attempts: int = Field(default=5, ge=1)
     # How long a job keeps retrying while a dependency (classifier, webhook receiver) is

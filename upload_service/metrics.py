@@ -1,18 +1,20 @@
 """Prometheus metrics: the series, the calls that record them, and the scrape's text.
 
-Any layer may record (the jobs layer included), so this module imports no web framework. Under
-gunicorn `PROMETHEUS_MULTIPROC_DIR` is set before a worker starts: prometheus-client then keeps
-each process's values in files there and a scrape adds up every worker's, dead ones included.
-The metric objects are process-wide by nature (they are the registry prometheus-client reads).
+Any layer may record (the jobs layer included), so this module imports no web framework. With
+`PROMETHEUS_MULTIPROC_DIR` set (gunicorn sets it if the environment does not), prometheus-client
+keeps each process's values in files there and a scrape adds up every process's, dead ones
+included (see `metrics_files`). The metric objects are process-wide by nature (they are the
+registry prometheus-client reads). `upload-service worker` has no HTTP API: it serves its
+series on a port of its own (`WORKER_METRICS_BIND`) for Prometheus to scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,23 +23,31 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import Job
+from upload_service.metrics_files import DirectoryCollector, configured_directory, ensure_directory
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Anything else a client sends as a method is counted as OTHER, so it cannot mint series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 QUEUE_DEPTH_TIMEOUT_S = 1.0
 _MIB = 1024 * 1024
+
+# In multiprocess mode each series below opens its process's file as it is created, so the
+# directory must exist first, whichever process gets here first (entry points check it earlier
+# to fail with one line; this is for every other way of importing the app).
+ensure_directory()
 
 HTTP_REQUESTS = Counter(
     "http_requests_total",
@@ -113,20 +123,33 @@ class _QueueDepth(Collector):
         yield gauge
 
 
+def _registry() -> CollectorRegistry:
+    directory = configured_directory()
+    if not directory:
+        return REGISTRY
+    registry = CollectorRegistry()
+    registry.register(DirectoryCollector(directory))
+    return registry
+
+
 def render(queue_depth: Mapping[str, int] | None = None) -> bytes:
     """The Prometheus text exposition of every series, all worker processes included."""
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        text = generate_latest(registry)
-    else:
-        text = generate_latest(REGISTRY)
+    text = generate_latest(_registry())
     if queue_depth is not None:
         # Read from the database at scrape time: the same answer whichever worker is asked.
         extra = CollectorRegistry()
         extra.register(_QueueDepth(queue_depth))
         text += generate_latest(extra)
     return text
+
+
+def start_metrics_server(host: str, port: int) -> WSGIServer:
+    """Serve every series over HTTP from a thread (for a process without an HTTP API).
+
+    Stop it with `shutdown()` then `server_close()`.
+    """
+    server, _thread = start_http_server(port, host, registry=_registry())
+    return server
 
 
 async def read_queue_depth(engine: AsyncEngine) -> dict[str, int] | None:

@@ -1,6 +1,7 @@
 """The job worker as a process of its own (`upload-service worker`): runs until SIGTERM or SIGINT.
 
-`python -m upload_service.worker_process` does the same with settings from the environment.
+`python -m upload_service.worker_process` does the same with settings from the environment. With
+`WORKER_METRICS_BIND` set it serves its metrics there, as it has no HTTP API of its own.
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from upload_service.config import ConfigurationError, Settings, load_settings
 from upload_service.jobs.queue import Backoff
 from upload_service.jobs.worker import Worker
 from upload_service.lifespan import open_resources
 from upload_service.logging_setup import configure_logging
+from upload_service.metrics import start_metrics_server
 
 logger = logging.getLogger(__name__)
 
@@ -37,28 +41,45 @@ async def run_worker(
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with open_resources(settings) as resources:
-            assert resources.sessions is not None
-            assert resources.storage is not None
-            assert resources.classifier is not None
-            assert resources.http is not None
-            worker = Worker(
-                resources.sessions,
-                resources.storage,
-                resources.classifier,
-                resources.http,
-                settings,
-                backoff=backoff,
-            )
-            await worker.start()
-            try:
-                await stop.wait()
-                logger.info("worker %s: stop requested", worker.worker_id)
-            finally:
-                await worker.stop(shutdown_grace_s)
+        with _metrics_served(settings.worker_metrics_bind):
+            async with open_resources(settings) as resources:
+                assert resources.sessions is not None
+                assert resources.storage is not None
+                assert resources.classifier is not None
+                assert resources.http is not None
+                worker = Worker(
+                    resources.sessions,
+                    resources.storage,
+                    resources.classifier,
+                    resources.http,
+                    settings,
+                    backoff=backoff,
+                )
+                await worker.start()
+                try:
+                    await stop.wait()
+                    logger.info("worker %s: stop requested", worker.worker_id)
+                finally:
+                    await worker.stop(shutdown_grace_s)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+@contextmanager
+def _metrics_served(bind: str) -> Iterator[None]:
+    """Serve /metrics on `host:port` while the worker runs (nothing when `bind` is empty)."""
+    if not bind:
+        yield
+        return
+    host, port = bind.rsplit(":", 1)
+    server = start_metrics_server(host, int(port))
+    logger.info("metrics served on http://%s/metrics", bind)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def main() -> None:

@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 import json
-import re
+import os
+import posixpath
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from tests.deploy_files import (
+    CONFIG_MAP,
+    REPO,
+    container_env,
+    dockerfile_stages,
+    manifests,
+    only_container,
+)
 from upload_service import cli
 from upload_service.config import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO / "deploy" / "kubernetes"
-
-
-def dockerfile_stages() -> list[list[str]]:
-    """The Dockerfile's instructions (continuations joined), split into build stages."""
-    text = re.sub(r"\\\n\s*", " ", (REPO / "Dockerfile").read_text())
-    stages: list[list[str]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.upper().startswith("FROM "):
-            stages.append([])
-        stages[-1].append(line)
-    return stages
 
 
 def test_dockerfile_is_multi_stage_non_root_and_execs_gunicorn() -> None:
@@ -92,19 +85,9 @@ def test_web_concurrency_sets_the_workers(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert runpy.run_path(str(REPO / "gunicorn.conf.py"))["workers"] == 3
 
 
-def manifests() -> dict[tuple[str, str], dict[str, Any]]:
-    """Every object in deploy/kubernetes, keyed by kind and name."""
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for path in sorted(MANIFESTS.glob("*.yaml")):
-        for document in yaml.safe_load_all(path.read_text()):
-            if document and "metadata" in document:
-                found[(document["kind"], document["metadata"]["name"])] = document
-    return found
-
-
 def container(workload: dict[str, Any]) -> dict[str, Any]:
     spec = workload["spec"]["template"]["spec"]
-    [only] = spec["containers"]
+    only = only_container(workload)
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert only["resources"]["requests"]
     assert only["resources"]["limits"]
@@ -199,3 +182,63 @@ def test_workers_cancel_what_remains_before_gunicorn_kills_them(
     assert grace is not None
     # uvicorn cancels leftovers first, so the lifespan shutdown runs inside gunicorn's limit.
     assert 0 < grace < gunicorn_conf["graceful_timeout"]
+
+
+def test_metrics_files_go_to_a_writable_volume_in_every_pod_that_writes_them() -> None:
+    objects = manifests()
+    directory = objects[CONFIG_MAP]["data"]["PROMETHEUS_MULTIPROC_DIR"]
+    for name in ("upload-service-web", "upload-service-worker"):
+        workload = objects[("Deployment", name)]
+        main = container(workload)
+        # The root filesystem is read-only: the directory must be on one of the pod's volumes.
+        assert main["securityContext"]["readOnlyRootFilesystem"] is True
+        [volume] = [
+            mount["name"]
+            for mount in main["volumeMounts"]
+            if posixpath.commonpath([mount["mountPath"], directory]) == mount["mountPath"]
+        ]
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert "emptyDir" in volumes[volume], name
+
+
+def test_prometheus_scrapes_the_worker_on_the_port_it_serves_metrics_on() -> None:
+    objects = manifests()
+    worker = objects[("Deployment", "upload-service-worker")]
+    main = container(worker)
+    bind = container_env(objects, main)["WORKER_METRICS_BIND"]
+    host, port = bind.rsplit(":", 1)
+    assert host == "0.0.0.0"  # Prometheus reaches the pod from outside it.
+    assert {"name": "metrics", "containerPort": int(port)} in main["ports"]
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == port
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_gunicorn_workers_count_in_multiprocess_mode_when_no_directory_is_configured(
+    tmp_path: Path,
+) -> None:
+    # The workers are forked from the master, so they inherit the mode of its prometheus-client.
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/db"}
+    probe = (
+        "import runpy; runpy.run_path('gunicorn.conf.py'); "
+        "from prometheus_client import values; print(values.ValueClass._multiprocess)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=REPO, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "True", done.stderr
+
+
+def test_gunicorn_stops_with_one_line_when_the_metrics_directory_cannot_be_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(blocker / "metrics"))
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(REPO / "gunicorn.conf.py"))
+    assert str(stopped.value) == (
+        f"metrics directory error: PROMETHEUS_MULTIPROC_DIR={blocker}/metrics: "
+        "cannot create it (Not a directory)"
+    )
