@@ -406,7 +406,7 @@ class Worker:
         if waited_s >= self._retry_window_s:
             logger.error("job %s (%s) gave up after %.0fs: %s", job.id, job.kind, waited_s, message)
             await self._fail(
-                job, f"{message} (still, after {waited_s:.0f} s of retries: JOB_RETRY_WINDOW_S)"
+                job, f"{message}; gave up after {waited_s:.0f} s of waiting (JOB_RETRY_WINDOW_S)"
             )
             return
         delay_s = self._backoff.wait_s(waited_s, asked_s=asked_s)
