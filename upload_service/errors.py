@@ -196,6 +196,22 @@ class ClassifierRejected(ClassifierError):
     default_message = "The classifier refused the document"
 
 
+class ClassifierFailed(ClassifierError):
+    """The classifier was there but failed on this document (crashed, ran out of its time in
+    process): retried, and the attempt counts against `JOB_MAX_ATTEMPTS`."""
+
+    status_code = 422
+    error_code = "CLASSIFICATION_FAILED"
+    default_message = "The classifier failed on the document"
+
+
+class ClassifierAnswerInvalid(ClassifierFailed):
+    """The classifier answered outside the schema (a confidence of 1.7, an empty label): never
+    stored."""
+
+    default_message = "The classifier's answer is outside the schema"
+
+
 class RangeNotSatisfiable(UploadServiceError):
     status_code = 416
     error_code = "RANGE_NOT_SATISFIABLE"

@@ -42,4 +42,4 @@ def create_classifier(target: str | None, timeout_s: float) -> Classifier:
         return GrpcClassifier(target, timeout_s)
     from upload_service.classifier.reference import InProcessClassifier
 
-    return InProcessClassifier()
+    return InProcessClassifier(timeout_s=timeout_s)

@@ -11,9 +11,14 @@
 - Keepalive pings run only while a call is active, so the client needs nothing special from a
   server's ping policy; the deadline bounds a call on a dead connection either way.
 - The current correlation id travels as `x-correlation-id` metadata.
-- Status codes map to domain errors: DEADLINE_EXCEEDED → `ClassifierTimeout`; INVALID_ARGUMENT,
-  FAILED_PRECONDITION, OUT_OF_RANGE, RESOURCE_EXHAUSTED → `ClassifierRejected`; anything else
-  (UNAVAILABLE, INTERNAL, UNKNOWN, …) → `ClassifierUnavailable`.
+- Status codes map to domain errors by whose fault they are. The classifier's absence:
+  UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED → `ClassifierUnavailable`, DEADLINE_EXCEEDED →
+  `ClassifierTimeout` (the queue waits for it without counting attempts). The document:
+  INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → `ClassifierRejected` (no retry). Anything
+  else (INTERNAL, UNKNOWN, …: the classifier crashed on it) → `ClassifierFailed`, a counted
+  attempt; so is an answer outside the schema (`ClassifierAnswerInvalid`, from `Classification`).
+- The channel redials a classifier that went away at most `MAX_RECONNECT_BACKOFF_MS` apart (gRPC's
+  default grows to two minutes), so one that returns is noticed within seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from upload_service.classifier.v1 import classifier_pb2, classifier_pb2_grpc
 from upload_service.context import correlation_id_var
 from upload_service.errors import (
     ClassifierError,
+    ClassifierFailed,
     ClassifierRejected,
     ClassifierTimeout,
     ClassifierUnavailable,
@@ -45,6 +51,7 @@ SERVICE_NAME: Final = classifier_pb2.DESCRIPTOR.services_by_name["DocumentClassi
 CORRELATION_HEADER: Final = "x-correlation-id"
 CHUNK_BYTES: Final = 1024 * 1024
 HEALTH_CHECK_METHOD: Final = "/grpc.health.v1.Health/Check"
+MAX_RECONNECT_BACKOFF_MS: Final = 2000
 
 # Only the classifier's methods retry: the health check should fail fast for readiness.
 SERVICE_CONFIG: Final = {
@@ -67,13 +74,22 @@ CHANNEL_OPTIONS: Final = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
 ]
 _REJECTED: Final = frozenset(
     {
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.FAILED_PRECONDITION,
         grpc.StatusCode.OUT_OF_RANGE,
+    }
+)
+_UNAVAILABLE: Final = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
     }
 )
 
@@ -180,4 +196,6 @@ def _domain_error(exc: grpc.aio.AioRpcError) -> ClassifierError:
         return ClassifierTimeout(message)
     if code in _REJECTED:
         return ClassifierRejected(message)
-    return ClassifierUnavailable(message)
+    if code in _UNAVAILABLE:
+        return ClassifierUnavailable(message)
+    return ClassifierFailed(message)

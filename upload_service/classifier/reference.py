@@ -22,6 +22,7 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Mapping
+from functools import partial
 from typing import IO, Final
 from xml.etree import ElementTree
 
@@ -34,12 +35,13 @@ from upload_service.classifier.base import (
     DocumentToClassify,
     iter_content,
 )
-from upload_service.errors import ClassifierRejected
+from upload_service.errors import ClassifierFailed, ClassifierRejected
 
 logger = logging.getLogger(__name__)
 
 MODEL_VERSION: Final = "reference-keywords-1"
 DEFAULT_MAX_CONTENT_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_TIMEOUT_S: Final = 10.0
 MAX_PDF_PAGES: Final = 8
 MAX_DOCX_XML_BYTES: Final = 8 * 1024 * 1024
 MAX_TEXT_CHARS: Final = 100_000
@@ -250,21 +252,51 @@ class ContentSpool:
         self._file.write(chunk)
 
 
-class InProcessClassifier:
-    """The reference classifier in this process; parsing runs in a worker thread."""
+def _discard(spool: ContentSpool, parsing: asyncio.Future[Classification]) -> None:
+    spool.close()
+    if not parsing.cancelled():
+        parsing.exception()  # retrieved: nobody may be waiting for it any more
 
-    def __init__(self, *, max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES) -> None:
+
+class InProcessClassifier:
+    """The reference classifier in this process; parsing runs in a worker thread.
+
+    A classification is bounded by `timeout_s`, as a gRPC call is by its deadline: past it the
+    caller gets `ClassifierFailed` (a counted attempt: nothing outside the process was missing).
+    A thread cannot be stopped, so a parse that overruns finishes in the background, bounded by
+    the page and text limits above, and its spooled content is discarded when it does.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_content_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> None:
         self._max_content_bytes = max_content_bytes
+        self._timeout_s = timeout_s
 
     async def classify(self, doc: DocumentToClassify, content: Content) -> Classification:
-        """Spool the content, verify it, and classify it off the event loop."""
+        """Spool the content, verify it, and classify it off the event loop, within the bound."""
         spool = ContentSpool(doc, max_bytes=self._max_content_bytes)
+        parsing: asyncio.Future[Classification] | None = None
         try:
-            async for chunk in iter_content(content):
-                await spool.write(chunk)
-            return await asyncio.to_thread(classify_file, doc, spool.finish())
+            async with asyncio.timeout(self._timeout_s):
+                async for chunk in iter_content(content):
+                    await spool.write(chunk)
+                parsing = asyncio.ensure_future(
+                    asyncio.to_thread(classify_file, doc, spool.finish())
+                )
+                # The thread reads the spool until it ends, whoever stopped waiting for it.
+                parsing.add_done_callback(partial(_discard, spool))
+                return await asyncio.shield(parsing)
+        except TimeoutError:
+            raise ClassifierFailed(
+                f"The classifier did not finish within {self._timeout_s:g} s"
+            ) from None
         finally:
-            spool.close()
+            if parsing is None:
+                spool.close()
 
     async def check(self) -> None:
         """Always healthy: there is nothing outside the process to reach."""

@@ -110,6 +110,9 @@ class Job(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     locked_by: Mapped[str | None] = mapped_column(String(128), default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # Since when the job has been waiting for a dependency (classifier, webhook receiver) that
+    # was unavailable; those waits do not count as attempts, for up to JOB_RETRY_WINDOW_S.
+    unavailable_since: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     correlation_id: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

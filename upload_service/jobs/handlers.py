@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from upload_service.errors import ClassifierRejected, ClassifierUnavailable, UploadServiceError
+from upload_service.errors import (
+    ClassifierRejected,
+    ClassifierTimeout,
+    ClassifierUnavailable,
+    UploadServiceError,
+)
 from upload_service.jobs.classification import classify, classify_failed
 from upload_service.jobs.handler_context import Effects, Handler, HandlerContext, PermanentJobError
 from upload_service.jobs.janitor import janitor
 from upload_service.jobs.leases import ClaimedJob
-from upload_service.jobs.notifications import WebhookDeliveryFailed, notify
+from upload_service.jobs.notifications import WebhookDeliveryFailed, WebhookUnavailable, notify
 from upload_service.jobs.purge import purge
 from upload_service.jobs.queue import JobKind
 
@@ -34,6 +39,20 @@ def describe_error(exc: BaseException) -> str:
 def is_permanent(exc: BaseException) -> bool:
     """Whether retrying `exc` is pointless (a document the classifier refuses, missing bytes)."""
     return isinstance(exc, PermanentJobError | ClassifierRejected)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` is a dependency's absence rather than the job's own failure.
+
+    The classifier or the webhook receiver unreachable, overloaded or out of time: the job waits
+    for it, within `JOB_RETRY_WINDOW_S`, and the attempt does not count.
+    """
+    return isinstance(exc, ClassifierUnavailable | ClassifierTimeout | WebhookUnavailable)
+
+
+def requested_delay_s(exc: BaseException) -> float | None:
+    """The wait a dependency asked for (a webhook's `Retry-After`), if it asked."""
+    return exc.retry_after_s if isinstance(exc, WebhookUnavailable) else None
 
 
 HANDLERS: dict[str, Handler] = {

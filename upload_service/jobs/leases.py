@@ -8,6 +8,9 @@ put back in the queue once their lease has run out. SQLite has no row locks (the
 
 Every state change after the claim is conditional on `locked_by` still naming the worker and the
 job still `running`: a worker that lost its lease can never overwrite the new owner's outcome.
+A failed attempt is retried (`schedule_retry`, it counts) or, when a dependency was unavailable,
+deferred (`defer_job`: the attempt is given back and `unavailable_since` remembers when the wait
+began, for the retry window).
 Times are the workers' clocks (UTC), compared with a lease measured in tens of seconds.
 """
 
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import ColumnElement, Row, Update, bindparam, func, select, update
 
 from upload_service.jobs.queue import JOBS, Database, JobStatus, utc_now
 
@@ -38,6 +41,8 @@ class ClaimedJob:
     max_attempts: int
     correlation_id: str | None
     run_at: datetime
+    unavailable_since: datetime | None = None
+    """When the job began waiting for an unavailable dependency; None unless it is waiting."""
 
     @property
     def is_last_attempt(self) -> bool:
@@ -57,6 +62,7 @@ _CLAIMED_COLUMNS = (
     _c.max_attempts,
     _c.correlation_id,
     _c.run_at,
+    _c.unavailable_since,
 )
 _HELD = (
     _c.id.in_(bindparam("ids", expanding=True)),
@@ -68,27 +74,35 @@ _HELD_ONE = (
     _c.locked_by == bindparam("worker_id"),
     _c.status == JobStatus.RUNNING.value,
 )
-_due = (
-    select(_c.id)
-    .where(_c.status == JobStatus.QUEUED.value, _c.run_at <= bindparam("now"))
-    .order_by(_c.run_at)
-    .limit(bindparam("limit"))
-    # Rows another worker is claiming right now are skipped, not waited for.
-    .with_for_update(skip_locked=True)
-    .cte("due")
-)
-_CLAIM = (
-    update(JOBS)
-    .where(_c.id.in_(select(_due.c.id)))
-    .values(
-        status=JobStatus.RUNNING.value,
-        attempts=_c.attempts + 1,
-        locked_until=bindparam("locked_until"),
-        locked_by=bindparam("worker_id"),
-        updated_at=bindparam("now"),
+
+
+def _claim(*conditions: ColumnElement[bool]) -> Update:
+    due = (
+        select(_c.id)
+        .where(_c.status == JobStatus.QUEUED.value, _c.run_at <= bindparam("now"), *conditions)
+        .order_by(_c.run_at)
+        .limit(bindparam("limit"))
+        # Rows another worker is claiming right now are skipped, not waited for.
+        .with_for_update(skip_locked=True)
+        .cte("due")
     )
-    .returning(*_CLAIMED_COLUMNS)
-)
+    return (
+        update(JOBS)
+        .where(_c.id.in_(select(due.c.id)))
+        .values(
+            status=JobStatus.RUNNING.value,
+            attempts=_c.attempts + 1,
+            locked_until=bindparam("locked_until"),
+            locked_by=bindparam("worker_id"),
+            updated_at=bindparam("now"),
+        )
+        .returning(*_CLAIMED_COLUMNS)
+    )
+
+
+_CLAIM = _claim()
+# While the classifier's circuit is open, its jobs stay in the queue, untouched.
+_CLAIM_EXCEPT_KIND = _claim(_c.kind != bindparam("skip_kind"))
 _RENEW = update(JOBS).where(*_HELD).values(locked_until=bindparam("locked_until")).returning(_c.id)
 _REQUEUE_EXPIRED = (
     update(JOBS)
@@ -123,8 +137,37 @@ _RETRY = (
         locked_by=None,
         locked_until=None,
         last_error=bindparam("error"),
+        # The dependency answered: a later outage is a new wait, with a window of its own.
+        unavailable_since=None,
         updated_at=bindparam("now"),
     )
+    .returning(_c.id)
+)
+_DEFER = (
+    update(JOBS)
+    .where(*_HELD_ONE)
+    .values(
+        status=JobStatus.QUEUED.value,
+        # A dependency's absence says nothing about the job: the attempt is given back.
+        attempts=_c.attempts - 1,
+        run_at=bindparam("run_at"),
+        locked_by=None,
+        locked_until=None,
+        last_error=bindparam("error"),
+        unavailable_since=func.coalesce(_c.unavailable_since, bindparam("now")),
+        updated_at=bindparam("now"),
+    )
+    .returning(_c.id)
+)
+_WAKE_WAITING = (
+    update(JOBS)
+    .where(
+        _c.status == JobStatus.QUEUED.value,
+        _c.kind == bindparam("waiting_kind"),
+        _c.unavailable_since.is_not(None),
+        _c.run_at > bindparam("now"),
+    )
+    .values(run_at=bindparam("now"), updated_at=bindparam("now"))
     .returning(_c.id)
 )
 _FAIL = (
@@ -166,6 +209,7 @@ def _claimed(row: Row[Any]) -> ClaimedJob:
         max_attempts=row.max_attempts,
         correlation_id=row.correlation_id,
         run_at=row.run_at,
+        unavailable_since=row.unavailable_since,
     )
 
 
@@ -175,17 +219,25 @@ async def claim_jobs(
     worker_id: str,
     limit: int,
     lease_s: float,
+    skip_kind: str | None = None,
     now: datetime | None = None,
 ) -> list[ClaimedJob]:
-    """Claim up to `limit` due jobs for `worker_id`, oldest first, each under a fresh lease."""
+    """Claim up to `limit` due jobs for `worker_id`, oldest first, each under a fresh lease.
+
+    With `skip_kind`, jobs of that kind are left in the queue.
+    """
     now = now or utc_now()
-    params = {
+    params: dict[str, Any] = {
         "now": now,
         "limit": limit,
         "worker_id": worker_id,
         "locked_until": now + timedelta(seconds=lease_s),
     }
-    rows = (await db.execute(_CLAIM, params)).all()
+    statement = _CLAIM
+    if skip_kind is not None:
+        statement = _CLAIM_EXCEPT_KIND
+        params["skip_kind"] = skip_kind
+    rows = (await db.execute(statement, params)).all()
     return sorted((_claimed(row) for row in rows), key=lambda job: (job.run_at, job.id))
 
 
@@ -250,6 +302,34 @@ async def schedule_retry(
         "error": error[:MAX_ERROR_CHARS],
     }
     return (await db.execute(_RETRY, params)).first() is not None
+
+
+async def defer_job(
+    db: Database,
+    job: ClaimedJob,
+    *,
+    worker_id: str,
+    error: str,
+    delay_s: float,
+    now: datetime | None = None,
+) -> bool:
+    """Queue the job again `delay_s` from now, its attempt not counted, while a dependency it
+    needs is unavailable; False means the lease was lost."""
+    now = now or utc_now()
+    params = {
+        "job_id": job.id,
+        "worker_id": worker_id,
+        "now": now,
+        "run_at": now + timedelta(seconds=delay_s),
+        "error": error[:MAX_ERROR_CHARS],
+    }
+    return (await db.execute(_DEFER, params)).first() is not None
+
+
+async def wake_waiting(db: Database, kind: str, *, now: datetime | None = None) -> list[str]:
+    """Make every `kind` job waiting for its dependency due now (the dependency is back)."""
+    params = {"waiting_kind": kind, "now": now or utc_now()}
+    return list((await db.execute(_WAKE_WAITING, params)).scalars())
 
 
 async def mark_failed(

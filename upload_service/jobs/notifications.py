@@ -1,4 +1,9 @@
-"""The `notify` job: POST a document's event to the webhook, signed, retried until it lands."""
+"""The `notify` job: POST a document's event to the webhook, signed, retried until it lands.
+
+A receiver that is unreachable, times out, or answers 5xx or 429 is unavailable: the job waits for
+it (`WebhookUnavailable`, honouring `Retry-After`) without spending attempts. Any other non-2xx
+answer is the receiver refusing the event, a counted attempt.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hmac
 import json
 import logging
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
@@ -24,7 +30,32 @@ WEBHOOK_TIMEOUT_S = 10.0
 
 
 class WebhookDeliveryFailed(Exception):
-    """The webhook answered non-2xx or could not be reached; the queue retries the delivery."""
+    """The webhook refused the event (a 4xx other than 429): retried as a counted attempt."""
+
+
+class WebhookUnavailable(WebhookDeliveryFailed):
+    """The webhook could not take the event now: the queue waits for it, attempts not counted."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        """What the receiver asked for in `Retry-After`, in seconds, when it said."""
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, (moment - (now or utc_now())).total_seconds())
 
 
 def iso_utc(moment: datetime) -> str:
@@ -103,10 +134,15 @@ async def notify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         )
     except httpx.HTTPError as exc:
         # The exception's text may carry the URL (and credentials in it): the class name only.
-        raise WebhookDeliveryFailed(
-            f"The webhook could not be reached ({type(exc).__name__})"
-        ) from None
+        message = f"The webhook could not be reached ({type(exc).__name__})"
+        if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.UnsupportedProtocol):
+            raise WebhookUnavailable(message) from None
+        raise WebhookDeliveryFailed(message) from None
     if not response.is_success:
-        raise WebhookDeliveryFailed(f"The webhook answered {response.status_code}")
+        message = f"The webhook answered {response.status_code}"
+        if response.status_code == 429 or response.status_code >= 500:
+            wait_s = retry_after_s(response.headers.get("Retry-After"))
+            raise WebhookUnavailable(message, retry_after_s=wait_s)
+        raise WebhookDeliveryFailed(message)
     logger.info("notified %s of %s", event["event"], event["doc_id"])
     return None

@@ -2,7 +2,8 @@
 
 A job is enqueued in its caller's transaction, so it exists exactly when the caller's work
 committed (a document row and its classify job, together). Workers claim jobs under a lease
-(`leases.py`) and retry failed attempts after a backoff with jitter (`Backoff`).
+(`leases.py`) and retry failed attempts after a backoff with jitter (`Backoff`); a job whose
+dependency is unavailable waits for it with the same backoff, its attempts not counted.
 """
 
 from __future__ import annotations
@@ -65,9 +66,25 @@ class Backoff:
 
     def delay_s(self, attempts: int, rng: random.Random | None = None) -> float:
         """A random delay in [ceiling / 2, ceiling] after the `attempts`-th failed attempt."""
-        ceiling = self.ceiling_s(attempts)
-        draw = (rng or random).random()
-        return ceiling / 2 + draw * ceiling / 2
+        return _equal_jitter(self.ceiling_s(attempts), rng)
+
+    def wait_s(
+        self, waited_s: float, rng: random.Random | None = None, *, asked_s: float | None = None
+    ) -> float:
+        """The delay before a job that has waited `waited_s` for a dependency tries it again.
+
+        About as long again as it has waited (so the gaps grow geometrically, as they do with
+        attempts), between `base_s` and `cap_s`, with equal jitter. A wait the dependency asked
+        for (`Retry-After`) is honoured as it is, within the cap.
+        """
+        if asked_s is not None and asked_s > 0:
+            return min(self.cap_s, asked_s)
+        return _equal_jitter(min(self.cap_s, max(self.base_s, waited_s)), rng)
+
+
+def _equal_jitter(ceiling: float, rng: random.Random | None) -> float:
+    draw = (rng or random).random()
+    return ceiling / 2 + draw * ceiling / 2
 
 
 def utc_now() -> datetime:

@@ -8,6 +8,12 @@ leases of running jobs and puts back in the queue the jobs of workers that died;
 `JANITOR_INTERVAL_S` is 0, a schedule task makes sure one janitor job runs per interval.
 `stop()` stops claiming, lets running jobs finish for a while, then hands back what is left, so
 that another worker can take it at once instead of waiting for its lease to run out.
+
+A job whose classifier or webhook receiver is unavailable waits for it (deferred, its attempt
+given back) for up to `JOB_RETRY_WINDOW_S`. The classifier sits behind a circuit breaker: after a
+few unavailable calls in a row the worker stops claiming classify jobs and a probe task runs the
+classifier's health check, less and less often; when it passes, every classify job waiting for
+the classifier is made due at once, and claiming resumes.
 """
 
 from __future__ import annotations
@@ -28,20 +34,30 @@ from ulid import ULID
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
 from upload_service.context import correlation_id_var
+from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
 from upload_service.jobs.classification import documents_requeued, prepare_claimed
 from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError
-from upload_service.jobs.handlers import FAILURE_EFFECTS, HANDLERS, describe_error, is_permanent
+from upload_service.jobs.handlers import (
+    FAILURE_EFFECTS,
+    HANDLERS,
+    describe_error,
+    is_permanent,
+    is_unavailable,
+    requested_delay_s,
+)
 from upload_service.jobs.leases import (
     ClaimedJob,
     claim_jobs,
+    defer_job,
     mark_failed,
     mark_succeeded,
     release_jobs,
     renew_leases,
     requeue_expired,
     schedule_retry,
+    wake_waiting,
 )
-from upload_service.jobs.queue import Backoff
+from upload_service.jobs.queue import Backoff, JobKind, utc_now
 from upload_service.jobs.scheduler import JanitorScheduler
 from upload_service.metrics import record_job
 from upload_service.storage.base import Storage
@@ -52,6 +68,7 @@ MAX_CLAIM_BATCH = 10
 MAX_COMMIT_BATCH = 50
 MAX_DB_ERROR_PAUSE_S = 5.0
 RELEASE_TIMEOUT_S = 5.0
+PROBE_TIMEOUT_S = 5.0
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
@@ -90,19 +107,23 @@ class Worker:
         poll_interval_s: float = 0.25,
         concurrency: int | None = None,
         janitor_check_s: float | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.worker_id = worker_id or default_worker_id()
         # Core statements on the engine, not ORM sessions: at hundreds of jobs a second the
         # session machinery costs more than the statements themselves (measured).
         self._engine = engine_of(sessions)
+        self._classifier = classifier
+        self._breaker = breaker or CircuitBreaker()
         self._ctx = HandlerContext(
             engine=self._engine,
             storage=storage,
-            classifier=classifier,
+            classifier=GuardedClassifier(classifier, self._breaker),
             http=http,
             settings=settings,
         )
         self._backoff = backoff or Backoff()
+        self._retry_window_s = settings.job_retry_window_s
         self._poll_interval_s = poll_interval_s
         self._concurrency = concurrency or settings.worker_concurrency
         self._lease_s = settings.job_lease_s
@@ -117,6 +138,7 @@ class Worker:
         self._stopping = False
         self._dispatcher: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._janitor_schedule = (
             JanitorScheduler(self._engine, settings.janitor_interval_s, check_s=janitor_check_s)
             if settings.janitor_interval_s > 0
@@ -134,6 +156,7 @@ class Worker:
             raise RuntimeError("the worker is already started")
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="job-leases")
+        self._prober = asyncio.create_task(self._probe_loop(), name="classifier-probe")
         if self._janitor_schedule is not None:
             self._janitor_schedule.start()
         logger.info("worker %s started (concurrency %d)", self.worker_id, self._concurrency)
@@ -146,6 +169,8 @@ class Worker:
         self._wake.set()
         if self._janitor_schedule is not None:
             await self._janitor_schedule.stop()
+        if self._prober is not None:
+            await _finish_or_cancel({self._prober}, 0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, timeout)
         await _finish_or_cancel({self._dispatcher}, deadline - loop.time())
@@ -192,6 +217,7 @@ class Worker:
                         worker_id=self.worker_id,
                         limit=min(free, MAX_CLAIM_BATCH),
                         lease_s=self._lease_s,
+                        skip_kind=JobKind.CLASSIFY if self._breaker.is_open else None,
                     )
                     subjects = await prepare_claimed(conn, jobs)
             except Exception:
@@ -219,6 +245,27 @@ class Worker:
     async def _pause(self, seconds: float) -> None:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _probe_loop(self) -> None:
+        while True:
+            await self._breaker.wait_for_probe()
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT_S):
+                    await self._classifier.check()
+            except Exception as exc:
+                self._breaker.probe_failed()
+                logger.info("classifier still unavailable (%s)", type(exc).__name__)
+                continue
+            self._breaker.probe_passed()
+            try:
+                async with self._engine.begin() as conn:
+                    woken = await wake_waiting(conn, JobKind.CLASSIFY)
+            except Exception:
+                # Not fatal: they run when their own backoff ends.
+                logger.exception("worker %s could not wake the waiting jobs", self.worker_id)
+                woken = []
+            logger.warning("the classifier is back; %d waiting job(s) due now", len(woken))
+            self._wake.set()
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -317,6 +364,9 @@ class Worker:
 
     async def _after_error(self, job: ClaimedJob, exc: Exception) -> None:
         message = describe_error(exc)
+        if is_unavailable(exc):
+            await self._wait_for_dependency(job, message, requested_delay_s(exc))
+            return
         unexpected = message.startswith("Unexpected error")
         if job.is_last_attempt or is_permanent(exc):
             logger.error(
@@ -347,6 +397,35 @@ class Worker:
             )
         if retried:
             record_job(job.kind, "retried")
+
+    async def _wait_for_dependency(
+        self, job: ClaimedJob, message: str, asked_s: float | None
+    ) -> None:
+        now = utc_now()
+        waited_s = (now - (job.unavailable_since or now)).total_seconds()
+        if waited_s >= self._retry_window_s:
+            logger.error("job %s (%s) gave up after %.0fs: %s", job.id, job.kind, waited_s, message)
+            await self._fail(
+                job, f"{message}; gave up after {waited_s:.0f} s of waiting (JOB_RETRY_WINDOW_S)"
+            )
+            return
+        delay_s = self._backoff.wait_s(waited_s, asked_s=asked_s)
+        logger.warning(
+            "job %s (%s) waits for a dependency (%s); trying again in %.1fs",
+            job.id,
+            job.kind,
+            message,
+            delay_s,
+        )
+        self._finishing.add(job.id)
+        async with self._engine.begin() as conn:
+            deferred = await defer_job(
+                conn, job, worker_id=self.worker_id, error=message, delay_s=delay_s, now=now
+            )
+            if deferred:
+                await documents_requeued(conn, [job])
+        if deferred:
+            record_job(job.kind, "deferred")
 
     async def _fail(self, job: ClaimedJob, message: str) -> None:
         self._finishing.add(job.id)

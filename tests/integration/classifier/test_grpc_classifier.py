@@ -8,16 +8,25 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
-from tests.fixtures.classifier import ClassifierProcess, free_port, start_classifier_server
+from tests.fixtures.classifier import (
+    ClassifierProcess,
+    free_port,
+    scripted_classifier,
+    start_classifier_server,
+)
 from tests.samples import PDF, TEXTS, SampleDocument, pdf_bytes, sample_documents
 from upload_service.classifier import Classification, Content, DocumentToClassify
 from upload_service.classifier.client import GrpcClassifier
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.classifier.server import RunningServer, serve
+from upload_service.classifier.v1 import classifier_pb2
 from upload_service.context import correlation_id_var
 from upload_service.errors import (
+    ClassifierAnswerInvalid,
+    ClassifierFailed,
     ClassifierRejected,
     ClassifierTimeout,
     ClassifierUnavailable,
@@ -165,6 +174,44 @@ async def test_unavailable_is_retried_by_the_channel() -> None:
 
     assert result.label == sample.expected_label
     assert flaky.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, ClassifierUnavailable),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, ClassifierUnavailable),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, ClassifierTimeout),
+        (grpc.StatusCode.INVALID_ARGUMENT, ClassifierRejected),
+        (grpc.StatusCode.INTERNAL, ClassifierFailed),
+        (grpc.StatusCode.UNKNOWN, ClassifierFailed),
+    ],
+    ids=lambda value: getattr(value, "__name__", str(value)),
+)
+async def test_status_codes_say_whose_failure_it_is(
+    status: grpc.StatusCode, error: type[Exception]
+) -> None:
+    sample = sample_documents()[0]
+    async with scripted_classifier(status) as (target, _):
+        grpc_classifier = GrpcClassifier(target, timeout_s=5)
+        try:
+            with pytest.raises(error) as raised:
+                await grpc_classifier.classify(describe(sample), sample.content)
+        finally:
+            await grpc_classifier.aclose()
+    assert type(raised.value) is error
+
+
+async def test_an_answer_outside_the_schema_is_refused_at_the_client() -> None:
+    sample = sample_documents()[0]
+    answer = classifier_pb2.ClassifyResponse(label="invoice", confidence=1.7, model_version="m")
+    async with scripted_classifier(answer) as (target, _):
+        grpc_classifier = GrpcClassifier(target, timeout_s=5)
+        try:
+            with pytest.raises(ClassifierAnswerInvalid, match=r"confidence of 1\.7, outside"):
+                await grpc_classifier.classify(describe(sample), sample.content)
+        finally:
+            await grpc_classifier.aclose()
 
 
 async def test_content_not_matching_its_digest_is_rejected(client: GrpcClassifier) -> None:

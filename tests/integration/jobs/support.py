@@ -240,14 +240,19 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 200
+    """What the receiver answered."""
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
 class WebhookReceiver:
-    """A real HTTP/1.1 server on 127.0.0.1 that records POSTs and answers `status`."""
+    """A real HTTP/1.1 server on 127.0.0.1 that records POSTs and answers `status` (with
+    `headers`)."""
 
     port: int = 0
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
     requests: list[ReceivedRequest] = field(default_factory=list)
     _server: asyncio.Server | None = None
 
@@ -281,8 +286,9 @@ class WebhookReceiver:
             body = await asyncio.wait_for(
                 reader.readexactly(int(headers.get("content-length", "0"))), 5
             )
-            self.requests.append(ReceivedRequest(method, path, headers, body))
-            status_line = f"HTTP/1.1 {self.status} X\r\n"
+            self.requests.append(ReceivedRequest(method, path, headers, body, self.status))
+            extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
+            status_line = f"HTTP/1.1 {self.status} X\r\n{extra}"
             writer.write(f"{status_line}Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
             await writer.drain()
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):

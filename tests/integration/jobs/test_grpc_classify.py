@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from tests.fixtures.app import MakeSettings
-from tests.fixtures.classifier import ClassifierProcess, free_port, start_classifier_server
+from tests.fixtures.app import MakeSettings, MakeToken, running_app
+from tests.fixtures.classifier import (
+    ClassifierProcess,
+    free_port,
+    scripted_classifier,
+    start_classifier_server,
+)
 from tests.integration.jobs.support import (
     finished,
     get_document,
@@ -23,7 +29,9 @@ from tests.samples import sample_documents
 from upload_service.classifier.base import Classification, Content, DocumentToClassify
 from upload_service.classifier.client import GrpcClassifier
 from upload_service.classifier.server import serve
+from upload_service.classifier.v1 import classifier_pb2
 from upload_service.jobs.queue import Backoff
+from upload_service.main import create_app
 from upload_service.probes import check_readiness
 from upload_service.storage.local import LocalStorage
 
@@ -96,9 +104,10 @@ async def test_classifier_outage_retries_then_completes_when_it_returns(
             job = await wait_for_job(
                 pg_sessions,
                 item.task_id,
-                lambda job: job.attempts >= 2 and job.status == "queued",
+                lambda job: job.last_error is not None and job.status == "queued",
                 timeout_s=20,
             )
+            assert job.attempts == 0  # waiting for the classifier spends no attempt
             assert job.last_error is not None
             assert job.last_error.startswith("CLASSIFIER_UNAVAILABLE")
             assert f":{port}" not in job.last_error
@@ -136,7 +145,7 @@ class SilentClassifier:
         return None
 
 
-async def test_a_classifier_that_never_answers_costs_an_attempt_per_deadline(
+async def test_a_classifier_that_never_answers_is_waited_for_until_the_retry_window_ends(
     pg_sessions: Sessions, storage: LocalStorage, make_settings: MakeSettings
 ) -> None:
     running = await serve(0, classifier=SilentClassifier())
@@ -146,24 +155,69 @@ async def test_a_classifier_that_never_answers_costs_an_attempt_per_deadline(
             pg_sessions, storage, b"%PDF-1.4 x", max_attempts=2, correlation_id="corr-deadline"
         )
         assert item.task_id is not None
-        backoff = Backoff(base_s=0.5, cap_s=0.5)
-        async with running_worker(
-            pg_sessions, storage, classifier, make_settings(), backoff=backoff
-        ):
+        settings = make_settings(job_retry_window_s=2.0)
+        backoff = Backoff(base_s=0.2, cap_s=0.5)
+        async with running_worker(pg_sessions, storage, classifier, settings, backoff=backoff):
             first = await wait_for_job(
-                pg_sessions, item.task_id, lambda job: job.attempts == 1 and job.status == "queued"
+                pg_sessions, item.task_id, lambda job: job.last_error is not None
             )
+            # A deadline is the classifier's absence: no attempt spent, the document waits.
+            assert (first.status, first.attempts) == ("queued", 0)
             assert first.last_error is not None
             assert first.last_error.startswith("CLASSIFIER_TIMEOUT")
             job = await wait_for_job(pg_sessions, item.task_id, finished)
-        assert (job.status, job.attempts) == ("failed", 2)
+        assert (job.status, job.attempts) == ("failed", 1)
         document = await get_document(pg_sessions, item.doc_id)
         assert document.status == "failed"
         assert document.error is not None
         assert "CLASSIFIER_TIMEOUT" in document.error["message"]
+        assert "JOB_RETRY_WINDOW_S" in document.error["message"]
         assert (await get_job(pg_sessions, item.task_id)).locked_by is None
         # The call carried the upload's correlation id as gRPC metadata.
         assert running.servicer.correlation_ids[item.doc_id] == "corr-deadline"
     finally:
         await classifier.aclose()
         await running.stop(grace=0)
+
+
+@pytest.mark.parametrize(
+    ("answer", "complaint"),
+    [
+        ({"label": "invoice", "confidence": 1.7}, "a confidence of 1.7, outside 0 to 1"),
+        ({"label": "invoice", "confidence": float("nan")}, "a confidence of nan, outside 0 to 1"),
+        ({"label": "x" * 5000, "confidence": 0.5}, "an unusable label (5000 characters"),
+        ({"label": "invoice", "confidence": 0.5, "model_version": "v\n" * 200}, "model version"),
+    ],
+)
+async def test_an_answer_outside_the_schema_fails_the_document_and_reads_stay_200(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    make_token: MakeToken,
+    answer: dict[str, Any],
+    complaint: str,
+) -> None:
+    settings = make_settings()
+    item = await store_document(pg_sessions, storage, b"%PDF-1.4 x", max_attempts=2)
+    assert item.task_id is not None
+    response = classifier_pb2.ClassifyResponse(**{"model_version": "scripted-1", **answer})
+    async with scripted_classifier(response) as (target, servicer):
+        classifier = GrpcClassifier(target, timeout_s=5)
+        try:
+            async with running_worker(pg_sessions, storage, classifier, settings):
+                job = await wait_for_job(pg_sessions, item.task_id, finished)
+        finally:
+            await classifier.aclose()
+    # A failed attempt, retried, then failed for good with the reason in words.
+    assert (job.status, job.attempts, servicer.calls) == ("failed", 2, 2)
+    headers = {"Authorization": f"Bearer {make_token('user-a')}"}
+    async with running_app(create_app(settings)) as api:
+        read = await api.get(f"/v1/documents/{item.doc_id}", headers=headers)
+        listed = await api.get("/v1/documents", headers=headers)
+    assert read.status_code == 200, read.text
+    assert read.json()["status"] == "failed"
+    assert read.json()["classification"] is None
+    assert read.json()["error"]["code"] == "CLASSIFICATION_FAILED"
+    assert complaint in read.json()["error"]["message"]
+    assert listed.status_code == 200, listed.text
+    assert [doc["doc_id"] for doc in listed.json()["items"]] == [item.doc_id]

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from tests.integration.jobs.support import (
     wait_for,
 )
 from upload_service.errors import ClassifierRejected
+from upload_service.jobs.queue import Backoff
 from upload_service.storage.local import LocalStorage
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -33,14 +33,6 @@ SECRET = "webhook-secret-for-tests"
 @pytest.fixture
 def storage(tmp_path: Path) -> LocalStorage:
     return LocalStorage(tmp_path / "storage")
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
 
 
 def _verify(body: bytes, header: str) -> bool:
@@ -60,8 +52,9 @@ async def test_notification_arrives_once_the_receiver_is_up_and_is_signed(
     async with running_worker(pg_sessions, storage, FixedClassifier("receipt"), settings):
         [notify] = await wait_for(
             lambda: jobs_of(pg_sessions, kind="notify"),
-            lambda jobs: len(jobs) == 1 and jobs[0].attempts >= 2 and jobs[0].status == "queued",
+            lambda jobs: len(jobs) == 1 and jobs[0].last_error and jobs[0].status == "queued",
         )
+        assert notify.attempts == 0  # waiting for the receiver spends no attempt
         assert notify.last_error is not None
         assert notify.last_error.startswith("The webhook could not be reached")
         assert receiver.url not in notify.last_error
@@ -118,6 +111,49 @@ async def _requests(receiver: WebhookReceiver) -> int:
     return len(receiver.requests)
 
 
+async def test_a_receiver_answering_503_and_429_for_a_while_gets_every_event(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    receiver: WebhookReceiver,
+) -> None:
+    settings = make_settings(
+        notification_url=receiver.url, notification_secret=SECRET, job_max_attempts=2
+    )
+    items = [await store_document(pg_sessions, storage, b"%PDF-1.4 x") for _ in range(3)]
+    receiver.status = 503
+    backoff = Backoff(base_s=0.05, cap_s=2.0)  # a cap above the Retry-After asked for
+    async with running_worker(pg_sessions, storage, FixedClassifier(), settings, backoff=backoff):
+        # Well past two attempts' worth of failures for every event.
+        await wait_for(lambda: _requests(receiver), lambda count: count >= 3 * len(items))
+        receiver.status, receiver.headers = 429, {"Retry-After": "1"}
+        await wait_for(lambda: _answered(receiver, 429), lambda count: count >= 1)
+        receiver.status, receiver.headers = 200, {}
+        notifies = await wait_for(
+            lambda: jobs_of(pg_sessions, kind="notify"),
+            lambda jobs: len(jobs) == len(items) and all(finished(job) for job in jobs),
+            timeout_s=15,
+        )
+    assert [(job.status, job.attempts) for job in notifies] == [("succeeded", 1)] * len(items)
+    delivered = [json.loads(r.body) for r in receiver.requests if r.status == 200]
+    assert sorted(event["doc_id"] for event in delivered) == sorted(i.doc_id for i in items)
+    # Every retry repeated its event: one event id per document, however many requests.
+    assert len({request.headers["x-event-id"] for request in receiver.requests}) == len(items)
+    # After a 429 with `Retry-After: 1` the same event came back no sooner than asked.
+    for refused in (r for r in receiver.requests if r.status == 429):
+        later = [
+            r.at
+            for r in receiver.requests
+            if r.at > refused.at and r.headers["x-event-id"] == refused.headers["x-event-id"]
+        ]
+        assert later, "the event refused with 429 was never sent again"
+        assert min(later) - refused.at >= 0.9
+
+
+async def _answered(receiver: WebhookReceiver, status: int) -> int:
+    return sum(1 for request in receiver.requests if request.status == status)
+
+
 async def test_a_failed_document_is_notified_with_its_error(
     pg_sessions: Sessions,
     storage: LocalStorage,
@@ -138,3 +174,25 @@ async def test_a_failed_document_is_notified_with_its_error(
     assert body["error"]["code"] == "CLASSIFICATION_FAILED"
     assert "unreadable PDF" in body["error"]["message"]
     assert "classification" not in body
+
+
+async def test_a_receiver_that_refuses_the_event_spends_attempts_until_it_fails(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    receiver: WebhookReceiver,
+) -> None:
+    receiver.status = 410  # not an outage: the receiver does not want it
+    settings = make_settings(notification_url=receiver.url, job_max_attempts=2)
+    await store_document(pg_sessions, storage, b"%PDF-1.4 x")
+    async with running_worker(pg_sessions, storage, FixedClassifier(), settings):
+        [notify] = await wait_for(
+            lambda: jobs_of(pg_sessions, kind="notify"),
+            lambda jobs: len(jobs) == 1 and finished(jobs[0]),
+        )
+    assert (notify.status, notify.attempts, notify.last_error) == (
+        "failed",
+        2,
+        "The webhook answered 410",
+    )
+    assert len(receiver.requests) == 2

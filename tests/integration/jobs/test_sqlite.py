@@ -23,6 +23,7 @@ from tests.integration.jobs.support import (
 from upload_service.db.migrate import upgrade_to_head
 from upload_service.db.models import Job
 from upload_service.db.session import create_engine, create_session_factory
+from upload_service.errors import ClassifierFailed
 from upload_service.jobs.leases import claim_jobs, mark_succeeded
 from upload_service.jobs.queue import enqueue, utc_now
 from upload_service.jobs.scheduler import schedule_janitor
@@ -84,11 +85,15 @@ async def test_worker_classifies_on_sqlite(
         assert document.classification is not None
         assert document.classification["label"] == "letter"
 
-    flaky = await store_document(sqlite_sessions, storage, b"%PDF-1.4 flaky")
-    async with running_worker(sqlite_sessions, storage, FlakyClassifier(1), settings):
-        assert flaky.task_id is not None
-        job = await wait_for_job(sqlite_sessions, flaky.task_id, finished)
-    assert (job.status, job.attempts) == ("succeeded", 2)
+    # A crash is retried as a counted attempt; an unavailable classifier is waited for.
+    crashing = FlakyClassifier(1, error=lambda: ClassifierFailed("INTERNAL: crashed"))
+    unavailable = FlakyClassifier(2)
+    for classifier, attempts in ((crashing, 2), (unavailable, 1)):
+        flaky = await store_document(sqlite_sessions, storage, b"%PDF-1.4 flaky")
+        async with running_worker(sqlite_sessions, storage, classifier, settings):
+            assert flaky.task_id is not None
+            job = await wait_for_job(sqlite_sessions, flaky.task_id, finished)
+        assert (job.status, job.attempts) == ("succeeded", attempts)
 
 
 async def test_janitor_is_scheduled_once_per_slot_on_sqlite(sqlite_url: str) -> None:

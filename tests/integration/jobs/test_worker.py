@@ -26,7 +26,7 @@ from tests.integration.jobs.support import (
 from tests.samples import sample_documents
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.db.models import Document, Job
-from upload_service.errors import ClassifierRejected
+from upload_service.errors import ClassifierFailed, ClassifierRejected
 from upload_service.jobs.queue import Backoff, enqueue
 from upload_service.storage.local import LocalStorage
 
@@ -71,11 +71,16 @@ async def test_documents_are_classified_with_the_right_label(
     assert await jobs_of(pg_sessions, kind="notify") == []
 
 
+def crash() -> Exception:
+    """The classifier failing on the document itself: a counted attempt."""
+    return ClassifierFailed("INTERNAL: the classifier crashed on it")
+
+
 async def test_failed_attempts_are_retried_with_backoff_then_succeed(
     pg_sessions: Sessions, storage: LocalStorage, make_settings: MakeSettings
 ) -> None:
     item = await store_document(pg_sessions, storage, b"%PDF-1.4 invoice")
-    classifier = FlakyClassifier(failures=2)
+    classifier = FlakyClassifier(failures=2, error=crash)
     backoff = Backoff(base_s=0.2, cap_s=1.0)
     async with running_worker(pg_sessions, storage, classifier, make_settings(), backoff=backoff):
         assert item.task_id is not None
@@ -83,7 +88,7 @@ async def test_failed_attempts_are_retried_with_backoff_then_succeed(
 
     assert (job.status, job.attempts) == ("succeeded", 3)
     assert job.last_error is not None
-    assert job.last_error.startswith("CLASSIFIER_UNAVAILABLE")
+    assert job.last_error.startswith("CLASSIFICATION_FAILED: INTERNAL")
     first_gap = classifier.call_times[1] - classifier.call_times[0]
     second_gap = classifier.call_times[2] - classifier.call_times[1]
     # Equal jitter: after attempt n the delay is in [ceiling/2, ceiling], ceiling = 0.2 * 2^(n-1).
@@ -96,7 +101,7 @@ async def test_poison_job_fails_its_document_after_max_attempts(
     pg_sessions: Sessions, storage: LocalStorage, make_settings: MakeSettings
 ) -> None:
     item = await store_document(pg_sessions, storage, b"%PDF-1.4 x", max_attempts=3)
-    classifier = FlakyClassifier(failures=None)
+    classifier = FlakyClassifier(failures=None, error=crash)
     settings = make_settings(notification_url="http://127.0.0.1:9/hook")
     async with running_worker(pg_sessions, storage, classifier, settings):
         assert item.task_id is not None
@@ -105,15 +110,14 @@ async def test_poison_job_fails_its_document_after_max_attempts(
 
     assert (job.status, job.attempts) == ("failed", 3)
     assert len(classifier.call_times) == 3
-    assert job.last_error is not None
-    assert "CLASSIFIER_UNAVAILABLE" in job.last_error
+    assert job.last_error == "CLASSIFICATION_FAILED: INTERNAL: the classifier crashed on it"
     document = await get_document(pg_sessions, item.doc_id)
     assert document.status == "failed"
     assert document.classification is None
     assert document.error is not None
     assert document.error["code"] == "CLASSIFICATION_FAILED"
     assert "3 attempt(s)" in document.error["message"]
-    assert "CLASSIFIER_UNAVAILABLE" in document.error["message"]
+    assert "the classifier crashed on it" in document.error["message"]
     [notify] = await jobs_of(pg_sessions, kind="notify")
     event = notify.payload["event"]
     assert (event["event"], event["status"], event["doc_id"]) == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import time
@@ -31,7 +32,7 @@ from upload_service.classifier.reference import (
     classify_text,
     docx_text,
 )
-from upload_service.errors import ClassifierRejected
+from upload_service.errors import ClassifierFailed, ClassifierRejected
 
 
 def describe(content: bytes, content_type: str = PDF, name: str = "doc") -> DocumentToClassify:
@@ -214,3 +215,17 @@ async def test_document_over_the_limit_is_rejected_before_reading() -> None:
 async def test_in_process_classifier_is_always_healthy(classifier: InProcessClassifier) -> None:
     await classifier.check()
     await classifier.aclose()
+
+
+async def test_a_classification_past_its_time_fails_instead_of_hanging() -> None:
+    content = sample_documents()[0].content
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield content[:10]
+        await asyncio.sleep(60)
+        yield content[10:]
+
+    started = time.monotonic()
+    with pytest.raises(ClassifierFailed, match=r"did not finish within 0\.2 s"):
+        await InProcessClassifier(timeout_s=0.2).classify(describe(content), stalls())
+    assert time.monotonic() - started < 5

@@ -42,3 +42,18 @@ def test_the_first_retry_waits_at_least_half_the_base() -> None:
     backoff = Backoff(base_s=4.0, cap_s=100.0)
     assert backoff.delay_s(1, random.Random(0)) >= 2.0
     assert backoff.delay_s(0, random.Random(0)) <= 4.0  # attempt counts below 1 act as 1
+
+
+def test_a_wait_for_a_dependency_grows_with_the_time_already_waited() -> None:
+    backoff = Backoff(base_s=5.0, cap_s=300.0)
+    rng = random.Random(3)
+    assert 2.5 <= backoff.wait_s(0, rng) <= 5.0  # the first: as after a first attempt
+    assert 30.0 <= backoff.wait_s(60, rng) <= 60.0  # about as long again as it has waited
+    assert 150.0 <= backoff.wait_s(86_000, rng) <= 300.0  # never more than 5 minutes apart
+
+
+def test_a_wait_the_dependency_asked_for_is_honoured_within_the_cap() -> None:
+    backoff = Backoff(base_s=5.0, cap_s=300.0)
+    assert backoff.wait_s(0, asked_s=42) == 42
+    assert backoff.wait_s(0, asked_s=3600) == 300
+    assert 2.5 <= backoff.wait_s(0, asked_s=0) <= 5.0  # "now" is no reason to hammer it

@@ -8,11 +8,29 @@ import re
 from datetime import UTC, datetime
 
 import httpx
+import pytest
 
-from upload_service.errors import ClassifierTimeout, ClassifierUnavailable
+from upload_service.errors import (
+    ClassifierAnswerInvalid,
+    ClassifierFailed,
+    ClassifierRejected,
+    ClassifierTimeout,
+    ClassifierUnavailable,
+)
 from upload_service.jobs.handler_context import PermanentJobError
-from upload_service.jobs.handlers import describe_error, is_permanent
-from upload_service.jobs.notifications import WebhookDeliveryFailed, document_event, signature
+from upload_service.jobs.handlers import (
+    describe_error,
+    is_permanent,
+    is_unavailable,
+    requested_delay_s,
+)
+from upload_service.jobs.notifications import (
+    WebhookDeliveryFailed,
+    WebhookUnavailable,
+    document_event,
+    retry_after_s,
+    signature,
+)
 
 
 def test_signature_is_the_hex_hmac_sha256_of_the_raw_body() -> None:
@@ -73,3 +91,43 @@ def test_only_hopeless_failures_are_permanent() -> None:
     assert is_permanent(PermanentJobError("missing bytes"))
     assert not is_permanent(ClassifierUnavailable())
     assert not is_permanent(WebhookDeliveryFailed("The webhook answered 500"))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClassifierUnavailable("RESOURCE_EXHAUSTED: busy"),
+        ClassifierTimeout("DEADLINE_EXCEEDED: x"),
+        WebhookUnavailable("The webhook answered 503"),
+    ],
+    ids=type,
+)
+def test_a_dependency_s_absence_is_waited_for(error: Exception) -> None:
+    assert is_unavailable(error)
+    assert not is_permanent(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClassifierRejected("INVALID_ARGUMENT: unreadable"),
+        ClassifierFailed("INTERNAL: crashed"),
+        ClassifierAnswerInvalid("The classifier answered a confidence of 1.7"),
+        WebhookDeliveryFailed("The webhook answered 404"),
+        RuntimeError("a crash while handling it"),
+    ],
+    ids=type,
+)
+def test_the_job_s_own_failures_count_as_attempts(error: Exception) -> None:
+    assert not is_unavailable(error)
+
+
+def test_a_webhook_s_retry_after_is_read_as_seconds_or_a_date() -> None:
+    now = datetime(2026, 1, 15, 10, 30, tzinfo=UTC)
+    assert retry_after_s("120", now) == 120.0
+    assert retry_after_s("Thu, 15 Jan 2026 10:31:00 GMT", now) == 60.0
+    assert retry_after_s("Thu, 15 Jan 2026 10:00:00 GMT", now) == 0.0  # past: now
+    assert retry_after_s("soon", now) is None
+    assert retry_after_s(None, now) is None
+    assert requested_delay_s(WebhookUnavailable("x", retry_after_s=7.0)) == 7.0
+    assert requested_delay_s(ClassifierUnavailable()) is None
