@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from upload_service import metrics
+from upload_service.api.json_body import JsonBodyRoute
 from upload_service.dependencies import (
     DbReader,
     DbSession,
@@ -32,7 +33,7 @@ from upload_service.documents.schemas import (
 from upload_service.documents.upload import UploadRequest, upload_document
 from upload_service.errors import ClientDisconnected, MalformedUpload
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(prefix="/v1/documents", tags=["documents"], route_class=JsonBodyRoute)
 
 UPLOAD_BODY: dict[str, Any] = {
     "required": True,
