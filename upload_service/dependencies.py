@@ -15,13 +15,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from upload_service.auth import Principal, TokenVerifier
+from upload_service.auth import Principal
 from upload_service.config import Settings
 from upload_service.db.reads import Reader
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
-from upload_service.middleware.access_log import USER_ID_STATE_KEY
 from upload_service.middleware.asgi import stamp_response
+from upload_service.middleware.early_auth import PRINCIPAL_STATE_KEY
 from upload_service.rate_limits import LimitKind, RateLimits
 from upload_service.storage.base import Storage
 
@@ -76,15 +76,14 @@ async def get_reader(request: Request) -> Reader:
 
 
 async def get_current_user(request: Request) -> Principal:
-    """The verified caller, from the `Authorization: Bearer` header."""
-    header = request.headers.get("authorization")
-    if header is None or header[:7].lower() != "bearer ":
-        raise Unauthenticated(token_sent=header is not None)
-    verifier: TokenVerifier | None = _resources(request).verifier
-    assert verifier is not None
-    principal = await verifier.verify(header[7:].strip())
-    # The access log line names the caller.
-    request.scope.setdefault("state", {})[USER_ID_STATE_KEY] = principal.sub
+    """The caller early auth verified from the `Authorization: Bearer` header.
+
+    Verified there, before any of the body was read; a request that reached a route without
+    a verified caller (no early auth in front of it) is refused, never trusted.
+    """
+    principal: Principal | None = request.scope.get("state", {}).get(PRINCIPAL_STATE_KEY)
+    if principal is None:
+        raise Unauthenticated()
     return principal
 
 

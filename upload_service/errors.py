@@ -165,6 +165,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     default_message = "The database is unavailable; try again shortly"
 
 
+class ServerBusy(ServiceUnavailable):
+    """An upload waited `UPLOAD_IDLE_TIMEOUT_S` for buffer memory that others still hold."""
+
+    default_message = "The server is busy with other uploads; try again shortly"
+
+
 class ClientDisconnected(UploadServiceError):
     """The client went away mid-request; nothing is answered, everything is rolled back."""
 

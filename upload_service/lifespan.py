@@ -55,18 +55,19 @@ class Resources:
 
 
 def build_storage(settings: Settings) -> Storage:
-    """The configured storage backend."""
+    """The configured storage backend, its upload buffers bounded by one budget."""
+    budget = BufferBudget.from_settings(settings)
     if settings.storage_backend == "s3":
         assert settings.s3_bucket is not None  # Settings validation guarantees it.
         return S3Storage(
             bucket=settings.s3_bucket,
             endpoint_url=settings.s3_endpoint_url,
             region=settings.s3_region,
-            budget=BufferBudget(settings.upload_buffer_budget_bytes),
+            budget=budget,
         )
     # Created now, so a root that cannot exist stops start-up instead of the first upload.
     settings.local_storage_dir.mkdir(parents=True, exist_ok=True)
-    return LocalStorage(settings.local_storage_dir)
+    return LocalStorage(settings.local_storage_dir, budget)
 
 
 @asynccontextmanager

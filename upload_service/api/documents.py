@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.requests import ClientDisconnect
 
 from upload_service import metrics
+from upload_service.api.json_body import JsonBodyRoute
 from upload_service.dependencies import (
     DbReader,
     DbSession,
@@ -21,6 +20,7 @@ from upload_service.dependencies import (
     UploadCaller,
 )
 from upload_service.documents import service
+from upload_service.documents.client_body import ClientBody
 from upload_service.documents.filenames import content_disposition
 from upload_service.documents.schemas import (
     BatchCheckIn,
@@ -30,9 +30,9 @@ from upload_service.documents.schemas import (
     DocumentStatus,
 )
 from upload_service.documents.upload import UploadRequest, upload_document
-from upload_service.errors import ClientDisconnected, MalformedUpload
+from upload_service.errors import MalformedUpload
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(prefix="/v1/documents", tags=["documents"], route_class=JsonBodyRoute)
 
 UPLOAD_BODY: dict[str, Any] = {
     "required": True,
@@ -59,14 +59,6 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", pattern=r"^[\x21-\x7e]{1,255}$"),
 ]
-
-
-async def _client_body(request: Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except ClientDisconnect:
-        raise ClientDisconnected() from None
 
 
 def _content_length(request: Request) -> int | None:
@@ -102,7 +94,7 @@ async def upload(
             content_length=_content_length(request),
             idempotency_key=idempotency_key,
         ),
-        _client_body(request),
+        ClientBody(request.receive, settings.upload_idle_timeout_s),
         sessions=sessions,
         storage=storage,
         settings=settings,

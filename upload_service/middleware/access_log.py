@@ -8,7 +8,7 @@ from starlette.types import Scope
 
 logger = logging.getLogger("upload_service.access")
 
-# Where `get_current_user` leaves the caller's id for this line (the `sub` claim).
+# Where early auth leaves the caller's id for this line (the `sub` claim).
 USER_ID_STATE_KEY = "user_id"
 # Kubelet and Prometheus call these every few seconds; at INFO they would be most of the log.
 QUIET_PATHS = frozenset({"/health", "/readiness", "/metrics"})

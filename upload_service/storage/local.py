@@ -21,12 +21,14 @@ from typing import BinaryIO
 
 from upload_service.errors import StorageUnavailable
 from upload_service.storage.base import ByteRange, StoredObject
+from upload_service.storage.budget import BufferBudget
 from upload_service.storage.local_writer import LocalObjectWriter
 
 READ_CHUNK_BYTES = 256 * 1024
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".part"
 LIST_BATCH = 1000
+DEFAULT_BUDGET_MB = 64
 
 
 @dataclass(slots=True)
@@ -42,10 +44,15 @@ class InvalidStorageKey(ValueError):
 
 
 class LocalStorage:
-    """Objects as files under `root`; keys are relative POSIX paths such as `raw/doc_X.pdf`."""
+    """Objects as files under `root`; keys are relative POSIX paths such as `raw/doc_X.pdf`.
 
-    def __init__(self, root: Path) -> None:
+    Writes buffer in `budget`: the service passes the process's one budget; tools and tests
+    that pass none get one of their own of the default size.
+    """
+
+    def __init__(self, root: Path, budget: BufferBudget | None = None) -> None:
         self._root = Path(os.path.abspath(root))
+        self.budget = budget or BufferBudget.from_megabytes(DEFAULT_BUDGET_MB)
         self._background: set[asyncio.Future[None]] = set()
         # Created once at start-up so that a fresh machine is ready; `check` reports failures.
         with contextlib.suppress(OSError):
@@ -84,7 +91,7 @@ class LocalStorage:
             file, temp_path = await asyncio.to_thread(create)
         except OSError as exc:
             raise StorageUnavailable("local storage is not writable") from exc
-        return LocalObjectWriter(file, temp_path, final_path, self._background)
+        return LocalObjectWriter(file, temp_path, final_path, self._background, self.budget)
 
     async def read(
         self, key: str, byte_range: ByteRange | None = None

@@ -3,6 +3,8 @@
 On commit the file is flushed, fsynced, renamed into place with `os.replace` and its directory
 fsynced, so a reader sees either no object or the whole object, even after a crash. File I/O
 runs in worker threads, in batches of a few megabytes, so the event loop never waits on the disk.
+A batch is paid for in the process's `BufferBudget` as it fills, as S3 parts are, and paid back
+once its thread has written it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
+
+from upload_service.storage.budget import BufferBudget, Reservation
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ class LocalObjectWriter:
         temp_path: Path,
         final_path: Path,
         background: set[asyncio.Future[None]],
+        budget: BufferBudget,
     ) -> None:
         self._file = file
         self._background = background
@@ -51,6 +56,7 @@ class LocalObjectWriter:
         # The chunks as they came (bytes never change): batched by reference, written by a thread.
         self._chunks: list[bytes] = []
         self._buffered = 0
+        self._reservation = Reservation(budget, WRITE_BATCH_BYTES)
         self._pending: asyncio.Future[Any] | None = None
         self._written = 0
         self._advised = 0
@@ -66,10 +72,13 @@ class LocalObjectWriter:
         if not chunk:
             return
         try:
-            self._chunks.append(chunk)
-            self._buffered += len(chunk)
-            if self._buffered >= WRITE_BATCH_BYTES:
+            if self._buffered + len(chunk) > WRITE_BATCH_BYTES:
                 await self._flush_buffer()
+            buffered = self._buffered + len(chunk)
+            if buffered > self._reservation.held:
+                await self._reservation.cover(buffered)
+            self._chunks.append(chunk)
+            self._buffered = buffered
         except Exception:
             await self.abort()
             raise
@@ -92,6 +101,7 @@ class LocalObjectWriter:
             return
         self._state = "aborted"
         self._chunks, self._buffered = [], 0
+        self._reservation.release()
         # Shielded so that a cancelled caller still leaves no temporary file behind; the
         # storage holds the task so it is neither garbage-collected nor cut short by aclose.
         cleanup = asyncio.ensure_future(self._discard())
@@ -136,7 +146,10 @@ class LocalObjectWriter:
             return
         batch, size = self._chunks, self._buffered
         self._chunks, self._buffered = [], 0
+        held = self._reservation.take()
         self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_batch, batch, size))
+        # Paid back once the thread is done with the batch, written or not.
+        self._pending.add_done_callback(lambda _: held.release())
 
     async def _wait_for_pending(self) -> None:
         pending = self._pending

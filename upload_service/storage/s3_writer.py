@@ -2,10 +2,11 @@
 
 An object smaller than one part goes up in one `put_object` on commit; a larger one becomes a
 multipart upload of `part_size` parts, where one part may be uploading while the next one fills.
-Every part buffer is paid for in the process's `BufferBudget` before it is filled and paid back
-once it is sent, so `write` waits (and the route stops reading its client) while the budget is
-spent. Any failure, cancellation or `abort` aborts the multipart upload, so no incomplete upload
-is left behind for the janitor.
+Every part buffer is paid for in the process's `BufferBudget` before it is filled (in small steps
+while it is small, so a small object holds about its own size) and paid back once it is sent,
+so `write` waits (and the route stops reading its client) while the budget is spent. Any
+failure, cancellation or `abort` aborts the multipart upload, so no incomplete upload is left
+behind for the janitor.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from upload_service.storage.budget import Reservation
+
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
+    from upload_service.storage.budget import Held
     from upload_service.storage.s3 import S3Storage
 
 logger = logging.getLogger(__name__)
@@ -45,10 +49,10 @@ class S3ObjectWriter:
         self._key = key
         self._content_type = content_type
         self._part_size = storage.part_size
-        self._budget = storage.budget
         # The part being filled: while it is small, the chunks as they came (no copy); once
         # it outgrows SMALL_OBJECT_BYTES, one preallocated buffer of a part, filled in place.
-        self._holding_budget = False
+        # Its share of the budget grows with it.
+        self._reservation = Reservation(storage.budget, storage.part_size)
         self._small: list[bytes] = []
         self._buffer: bytearray | None = None
         self._filled = 0
@@ -102,9 +106,10 @@ class S3ObjectWriter:
             await self._discard()
 
     async def _write(self, chunk: bytes) -> None:
-        if self._buffer is None and self._filled + len(chunk) <= SMALL_OBJECT_BYTES:
-            if not self._holding_budget:
-                await self._take_budget()
+        filled = self._filled + len(chunk)
+        if self._buffer is None and filled <= SMALL_OBJECT_BYTES:
+            if filled > self._reservation.held:
+                await self._reservation.cover(filled)
             # A caller's bytearray could change under us after `write` returns.
             self._small.append(chunk if isinstance(chunk, bytes) else bytes(chunk))
             self._filled += len(chunk)
@@ -115,18 +120,14 @@ class S3ObjectWriter:
             if self._filled == self._part_size:
                 # More bytes than one part: the object becomes (or stays) a multipart upload.
                 await self._send_part()
-            if not self._holding_budget:
-                await self._take_budget()
+            if self._reservation.held < self._part_size:
+                await self._reservation.cover(self._part_size)
             taken = min(len(view), self._part_size - self._filled)
             # No local name for the buffer: a local would keep a part that the next turn sends
             # alive while this frame waits for budget, 8 MiB outside the budget per upload.
             self._whole_part_buffer()[self._filled : self._filled + taken] = view[:taken]
             self._filled += taken
             view = view[taken:]
-
-    async def _take_budget(self) -> None:
-        await self._budget.acquire(self._part_size)
-        self._holding_budget = True
 
     def _whole_part_buffer(self) -> bytearray:
         if self._buffer is None:
@@ -139,7 +140,7 @@ class S3ObjectWriter:
             self._buffer = buffer
         return self._buffer
 
-    def _detach_part(self) -> tuple[bytes | bytearray, bool]:
+    def _detach_part(self) -> tuple[bytes | bytearray, Held]:
         """Take the part being filled, and with it the budget it holds."""
         body: bytes | bytearray
         if self._buffer is not None:
@@ -148,9 +149,8 @@ class S3ObjectWriter:
             del body[self._filled :]
         else:
             body = b"".join(self._small)
-        held = self._holding_budget
-        self._buffer, self._small, self._filled, self._holding_budget = None, [], 0, False
-        return body, held
+        self._buffer, self._small, self._filled = None, [], 0
+        return body, self._reservation.take()
 
     async def _send_part(self) -> None:
         if self._upload_id is None:
@@ -183,26 +183,22 @@ class S3ObjectWriter:
         # Recorded by this task itself, so that even a cancelled caller's cleanup can abort it.
         self._upload_id = response["UploadId"]
 
-    async def _upload_one_part(
-        self, part_number: int, body: bytes | bytearray, held_budget: bool
-    ) -> None:
+    async def _upload_one_part(self, part_number: int, body: bytes | bytearray, held: Held) -> None:
         assert self._upload_id is not None
         try:
             part = await self._storage._upload_part(self._key, self._upload_id, part_number, body)
             self._parts.append(part)
         finally:
             del body
-            if held_budget:
-                self._budget.release(self._part_size)
+            held.release()
 
-    async def _put_object(self, body: bytes | bytearray, held_budget: bool) -> None:
+    async def _put_object(self, body: bytes | bytearray, held: Held) -> None:
         try:
             await self._storage._put_object(self._key, self._content_type, body)
             self._completed = True
         finally:
             del body
-            if held_budget:
-                self._budget.release(self._part_size)
+            held.release()
 
     async def _complete(self) -> None:
         assert self._upload_id is not None
@@ -240,8 +236,7 @@ class S3ObjectWriter:
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
         _, held = self._detach_part()
-        if held:
-            self._budget.release(self._part_size)
+        held.release()
         if self._upload_id is not None and not self._completed:
             try:
                 await self._storage._run(

@@ -94,7 +94,7 @@ async def test_unhandled_error_line_carries_the_request_id(
         raise RuntimeError("boom")
 
     async with running_app(app) as client:
-        response = await client.get("/v1/boom", headers={"Authorization": "Bearer x"})
+        response = await client.get("/v1/boom", headers={"Authorization": f"Bearer {make_token()}"})
     assert response.status_code == 500
     lines = json_lines()
     error = next(line for line in lines if line["logger"] == "upload_service.errors")

@@ -11,6 +11,7 @@ import pytest
 
 from upload_service.errors import StorageUnavailable
 from upload_service.storage.base import ByteRange, StoredObject
+from upload_service.storage.budget import STEP_BYTES, BufferBudget
 from upload_service.storage.local import (
     LIST_BATCH,
     READ_CHUNK_BYTES,
@@ -49,6 +50,54 @@ async def store(storage: LocalStorage, key: str, data: bytes) -> None:
     writer = await storage.open_writer(key, "application/pdf")
     await writer.write(data)
     await writer.commit()
+
+
+# --- the buffer budget -------------------------------------------------------------------
+
+
+async def test_a_small_write_holds_a_step_of_the_budget(tmp_path: Path) -> None:
+    budget = BufferBudget.from_megabytes(16)
+    storage = LocalStorage(tmp_path / "storage", budget)
+    writer = await storage.open_writer(KEY, "application/pdf")
+
+    await writer.write(b"%PDF-1.7 ten")
+
+    assert budget.capacity - budget.available == STEP_BYTES
+    await writer.commit()
+    assert budget.available == budget.capacity
+
+
+async def test_write_batches_count_against_the_budget_until_written(tmp_path: Path) -> None:
+    budget = BufferBudget.from_megabytes(16)
+    storage = LocalStorage(tmp_path / "storage", budget)
+    writer = await storage.open_writer(KEY, "application/pdf")
+
+    data = payload(WRITE_BATCH_BYTES + 1)
+    for offset in range(0, len(data), 64 * 1024):
+        await writer.write(data[offset : offset + 64 * 1024])
+        # One batch may be with its thread while the next fills: two batches at most.
+        assert budget.capacity - budget.available <= 2 * WRITE_BATCH_BYTES
+    assert budget.capacity - budget.available >= WRITE_BATCH_BYTES
+
+    await writer.abort()
+    assert budget.available == budget.capacity
+    assert files_under(tmp_path / "storage") == []
+
+
+async def test_a_write_waits_while_the_budget_is_spent(tmp_path: Path) -> None:
+    budget = BufferBudget.from_megabytes(16)
+    storage = LocalStorage(tmp_path / "storage", budget)
+    await budget.acquire(budget.capacity)  # other uploads hold it all
+    writer = await storage.open_writer(KEY, "application/pdf")
+
+    pending = asyncio.create_task(writer.write(b"%PDF-1.7"))
+    await asyncio.sleep(0.05)
+    assert not pending.done()
+
+    budget.release(budget.capacity)
+    await asyncio.wait_for(pending, timeout=1)
+    await writer.commit()
+    assert budget.available == budget.capacity
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from tests.fixtures.s3 import TEST_REGION, free_port
 from upload_service.errors import StorageUnavailable
 from upload_service.storage.base import ByteRange, ObjectWriter, Storage
-from upload_service.storage.budget import BufferBudget
+from upload_service.storage.budget import STEP_BYTES, STEPPED_UP_TO, BufferBudget
 from upload_service.storage.s3 import MIN_PART_SIZE, READ_CHUNK_BYTES, S3Storage
 from upload_service.storage.s3_writer import S3ObjectWriter
 
@@ -253,6 +253,33 @@ async def test_abort_removes_multipart_upload(
     assert incomplete_uploads(s3_client, s3_bucket) == []
     assert object_keys(s3_client, s3_bucket) == []
     assert small_part_storage.budget.available == small_part_storage.budget.capacity
+
+
+async def test_a_small_write_holds_a_step_of_the_budget_not_a_whole_part(
+    s3_storage: S3Storage,
+) -> None:
+    budget = s3_storage.budget
+    writer = await s3_storage.open_writer(KEY, "application/pdf")
+    await writer.write(b"%PDF-1.7 ten")
+
+    assert budget.capacity - budget.available == STEP_BYTES
+    await writer.commit()
+    assert budget.available == budget.capacity
+
+
+async def test_a_write_holds_a_whole_part_once_it_outgrows_its_steps(
+    small_part_storage: S3Storage,
+) -> None:
+    budget = small_part_storage.budget
+    writer = await small_part_storage.open_writer(KEY, "application/pdf")
+    await write_all(writer, payload(STEPPED_UP_TO))
+    assert budget.capacity - budget.available == STEPPED_UP_TO
+
+    await writer.write(b"one more")
+
+    assert budget.capacity - budget.available == PART
+    await writer.abort()
+    assert budget.available == budget.capacity
 
 
 async def test_abort_of_a_small_write_leaves_nothing_and_returns_the_budget(

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from upload_service.config import load_settings
+from upload_service.errors import ServerBusy
 from upload_service.storage.budget import BufferBudget
 
 MIB = 1024 * 1024
@@ -144,3 +145,23 @@ def test_budget_is_built_from_upload_buffer_budget_mb() -> None:
 
     assert BufferBudget.from_settings(settings).capacity == 32 * MIB
     assert BufferBudget.from_megabytes(16).capacity == 16 * MIB
+
+
+async def test_a_wait_longer_than_max_wait_is_server_busy_and_leaves_the_line() -> None:
+    budget = BufferBudget(10, max_wait_s=0.05)
+    await budget.acquire(10)
+
+    with pytest.raises(ServerBusy):
+        await asyncio.wait_for(budget.acquire(5), timeout=2)
+
+    assert budget.waiting == 0
+    budget.release(10)
+    assert budget.available == 10
+
+
+def test_a_wait_is_bounded_by_the_upload_idle_timeout() -> None:
+    settings = load_settings(upload_buffer_budget_mb=16, upload_idle_timeout_s=7)
+
+    budget = BufferBudget.from_settings(settings)
+
+    assert budget._max_wait_s == 7
