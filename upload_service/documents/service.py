@@ -14,6 +14,7 @@ from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from upload_service.db.models import Document
+from upload_service.db.outage import database_required
 from upload_service.db.reads import Reader
 from upload_service.documents.schemas import DocumentOut, DocumentPage
 from upload_service.errors import DocumentNotFound, RangeNotSatisfiable
@@ -125,7 +126,7 @@ async def check_documents(
     The connection goes back to the pool before the storage checks start.
     """
     wanted = [doc_id for doc_id in dict.fromkeys(doc_ids) if _DOC_ID.match(doc_id)]
-    async with reader.engine.connect() as db:
+    async with database_required("batch check"), reader.engine.connect() as db:
         found = await db.execute(
             select(Document.id, Document.storage_key).where(
                 Document.owner == owner, Document.id.in_(wanted)
