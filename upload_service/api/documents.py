@@ -181,6 +181,7 @@ async def get_document(doc_id: str, reader: DbReader, user: QueryCaller) -> Docu
         },
         206: {"description": "A single byte range"},
         304: {"description": "Not modified (If-None-Match)"},
+        404: {"description": "No such document of yours, or its content is missing from storage"},
         416: {"description": "Range not satisfiable"},
     },
 )
@@ -189,12 +190,18 @@ async def download(
     reader: DbReader,
     user: QueryCaller,
     storage: StorageDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """Stream the stored bytes, whole or one range."""
     found = await service.open_download(
-        reader, storage, doc_id, user.sub, range_header=range_header, if_none_match=if_none_match
+        service.Downloads(reader, storage, sessions, settings),
+        doc_id,
+        user.sub,
+        range_header=range_header,
+        if_none_match=if_none_match,
     )
     document = found.document
     headers = {
