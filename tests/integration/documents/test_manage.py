@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.app import MakeToken
 from tests.integration.documents.conftest import PNG, pdf_bytes
-from upload_service.db.models import Job
+from upload_service.db.models import Document, Job
 
 
 async def upload(
@@ -198,11 +198,17 @@ async def test_of_two_concurrent_deletes_one_is_204_and_the_other_404(
 ) -> None:
     created = await upload(client, auth_headers)
     url = f"/v1/documents/{created['doc_id']}"
-    for _ in range(3):
-        both = await asyncio.gather(*(client.delete(url, headers=auth_headers) for _ in range(2)))
-        statuses = sorted(response.status_code for response in both)
-        assert statuses in ([204, 404], [404, 404])
-    assert statuses == [404, 404]
+    async with pg_clean.connect() as blocker:
+        # Both requests find the document, then queue behind this lock to remove it.
+        transaction = await blocker.begin()
+        await blocker.execute(
+            select(Document.id).where(Document.id == created["doc_id"]).with_for_update()
+        )
+        both = [asyncio.create_task(client.delete(url, headers=auth_headers)) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        await transaction.rollback()
+    statuses = sorted(response.status_code for response in await asyncio.gather(*both))
+    assert statuses == [204, 404]
     async with pg_clean.connect() as conn:
         purges = (await conn.execute(select(Job.id).where(Job.kind == "purge"))).all()
     assert len(purges) == 1  # One delete happened, so one purge.
