@@ -181,7 +181,6 @@ async def get_document(doc_id: str, reader: DbReader, user: QueryCaller) -> Docu
         },
         206: {"description": "A single byte range"},
         304: {"description": "Not modified (If-None-Match)"},
-        404: {"description": "No such document of yours, or its content is missing from storage"},
         416: {"description": "Range not satisfiable"},
     },
 )
