@@ -1,7 +1,9 @@
 """The streaming upload: multipart body → checks on the stream → storage → one DB transaction.
 
 All or nothing: the object is written under a key that nothing points to until the document row
-and its classify job commit together; any failure before that aborts or deletes the object.
+and its classify job commit together; any failure before the COMMIT is sent aborts or deletes
+the object. After that the row may exist whatever the process saw, and a row always has its
+bytes: the object stays, and the janitor removes it later if the row never came to be.
 """
 
 from __future__ import annotations
@@ -117,7 +119,9 @@ async def upload_document(
         if progress.commit_sent:
             # The row may exist, and a row always has its bytes: the object stays. If the
             # commit did not happen, the janitor removes the row-less object later.
-            logger.warning("upload %s: commit outcome unknown, object %s kept", doc_id, key)
+            logger.warning(
+                "upload %s: commit outcome unknown, object %s kept for the janitor", doc_id, key
+            )
         else:
             # Certainly no row: remove the object now (the janitor catches a crash here).
             await asyncio.shield(_delete_quietly(storage, key))
@@ -275,7 +279,6 @@ async def _settle_lost_commit(sessions: async_sessionmaker[AsyncSession], doc_id
     except DatabaseUnavailable:
         found = None
     if found is None:
-        logger.warning("upload %s: commit outcome unknown; the janitor will reconcile", doc_id)
         raise DatabaseUnavailable()
     logger.info("upload %s: the commit's answer was lost, but the document is recorded", doc_id)
     return found
