@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # Age past which an object without a row, or an unfinished upload, is taken for a crash's
     # leftover: it must exceed the longest gap between an upload's object and its row commit.
     janitor_orphan_age_s: float = Field(default=3600.0, ge=0)
+    # A row-less object is looked up again this much later before it goes: longer than an
+    # upload takes from completing its object to committing its row (S3 dates a multipart
+    # object from the upload's start, so a long upload's fresh object can look old).
+    janitor_settle_s: float = Field(default=60.0, ge=0)
 
     # Every database connection one process may open, all its pools together.
     db_max_connections: int = Field(default=10, ge=2, le=1000)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.auth import Principal
 from upload_service.config import Settings
+from upload_service.db.outage import is_unreachable, unavailable
 from upload_service.db.reads import Reader
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
@@ -52,16 +53,34 @@ async def get_storage(request: Request) -> Storage:
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
-    """A session per request: committed when the route succeeds, rolled back when it raises."""
+    """A session per request: committed when the route succeeds, rolled back when it raises.
+
+    A database that is down, or a pool that stays exhausted, surfaces here whichever statement
+    met it, and is answered as 503 `SERVICE_UNAVAILABLE` like a read's, not as a 500.
+    """
     sessions = _resources(request).sessions
     assert sessions is not None
     async with sessions() as session:
         try:
             yield session
-        except BaseException:
-            await session.rollback()
+            await session.commit()
+        except Exception as exc:
+            await _rollback_quietly(session)
+            if is_unreachable(exc):
+                raise unavailable(exc, f"{request.method} {request.url.path}") from None
             raise
-        await session.commit()
+        except BaseException:
+            await _rollback_quietly(session)
+            raise
+
+
+async def _rollback_quietly(session: AsyncSession) -> None:
+    # A connection the outage broke fails its rollback too; the original error is the news.
+    try:
+        await session.rollback()
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
 
 
 async def get_reader(request: Request) -> Reader:

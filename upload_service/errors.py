@@ -65,6 +65,13 @@ class DocumentNotFound(NotFound):
         super().__init__(f"Document {doc_id} not found")
 
 
+class DocumentContentMissing(DocumentNotFound):
+    """The document's row exists but its bytes are gone from storage: nothing to download."""
+
+    def __init__(self, doc_id: str) -> None:
+        NotFound.__init__(self, f"The content of document {doc_id} is missing from storage")
+
+
 class TaskNotFound(NotFound):
     error_code = "TASK_NOT_FOUND"
 

@@ -23,7 +23,7 @@ from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
 from upload_service.db.reads import Reader, open_reader
-from upload_service.db.session import create_engine, create_session_factory
+from upload_service.db.session import ConnectionShares, create_engine, create_session_factory
 from upload_service.jobs.worker import Worker
 from upload_service.rate_limits import RateLimits
 from upload_service.storage.base import Storage
@@ -85,10 +85,14 @@ async def open_resources(
 
             stack.push_async_callback(run)
 
-        res.engine = create_engine(settings.database_url)
+        # Every pool together stays within DB_MAX_CONNECTIONS (README, "Database connections").
+        shares = ConnectionShares.of(settings.db_max_connections)
+        res.engine = create_engine(settings.database_url, pool_size=shares.writes)
         on_close("database", res.engine.dispose)
         res.sessions = create_session_factory(res.engine)
-        res.reader = await open_reader(settings.database_url)
+        res.reader = await open_reader(
+            settings.database_url, pool_size=shares.reads, writers=res.engine
+        )
         on_close("database reader", res.reader.close)
 
         res.http = httpx.AsyncClient(

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from tests.fixtures.app import MakeSettings, running_app
@@ -15,15 +13,6 @@ from tests.fixtures.network import TcpProxy
 from tests.integration.documents.conftest import pdf_bytes
 from tests.integration.security.conftest import assert_envelope
 from upload_service.main import create_app
-
-
-@pytest.fixture
-async def db_proxy(pg_url: str) -> AsyncIterator[TcpProxy]:
-    url = make_url(pg_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
 
 
 async def test_health_is_alive_without_touching_dependencies(make_settings: MakeSettings) -> None:

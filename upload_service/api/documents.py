@@ -181,12 +181,18 @@ async def download(
     reader: DbReader,
     user: QueryCaller,
     storage: StorageDep,
+    sessions: SessionFactoryDep,
+    settings: SettingsDep,
     range_header: Annotated[str | None, Header(alias="Range")] = None,
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """Stream the stored bytes, whole or one range."""
     found = await service.open_download(
-        reader, storage, doc_id, user.sub, range_header=range_header, if_none_match=if_none_match
+        service.Downloads(reader, storage, sessions, settings),
+        doc_id,
+        user.sub,
+        range_header=range_header,
+        if_none_match=if_none_match,
     )
     document = found.document
     headers = {

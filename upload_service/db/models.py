@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -116,6 +116,10 @@ class Job(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+# How long an `Idempotency-Key` replays its document; older keys are ignored, then purged.
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
 
 
 class IdempotencyKey(Base):

@@ -13,8 +13,8 @@ statements go through SQLAlchemy's autocommit engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,23 +22,16 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Select, make_url
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upload_service.db.session import STATEMENT_TIMEOUT_MS, create_reader_engine
-from upload_service.errors import DatabaseUnavailable
+from upload_service.db.outage import UNREACHABLE, unavailable
+from upload_service.db.session import (
+    POOL_TIMEOUT_S,
+    STATEMENT_TIMEOUT_MS,
+    create_reader_engine,
+)
 
 Row = Mapping[str, Any]
-logger = logging.getLogger(__name__)
-# The database is down or unreachable, as opposed to a statement that is wrong.
-_UNREACHABLE = (
-    OSError,  # TimeoutError and ConnectionError included
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    OperationalError,
-    InterfaceError,
-)
 _MAX_COMPILED = 256
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]  # untyped constructor
 
@@ -54,9 +47,12 @@ class _Compiled:
 class Reader:
     """Runs prepared reads; `engine` (autocommit) serves any other one-off read."""
 
-    def __init__(self, engine: AsyncEngine, pool: asyncpg.Pool | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, pool: asyncpg.Pool | None = None, *, owns_engine: bool = True
+    ) -> None:
         self.engine = engine
         self._pool = pool
+        self._owns_engine = owns_engine
         # Keyed by the statement object: reads are module constants, compiled on first use.
         self._compiled: dict[Select[Any], _Compiled] = {}
 
@@ -80,15 +76,21 @@ class Reader:
         """The first row of `query`, or None; `DatabaseUnavailable` when it cannot be reached."""
         try:
             return await self._one(query, params)
-        except _UNREACHABLE as exc:
-            raise _unavailable(exc) from None
+        except UNREACHABLE as exc:
+            raise unavailable(exc, "read") from None
 
     async def all(self, query: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
         """Every row of `query`; `DatabaseUnavailable` when it cannot be reached."""
         try:
             return await self._all(query, params)
-        except _UNREACHABLE as exc:
-            raise _unavailable(exc) from None
+        except UNREACHABLE as exc:
+            raise unavailable(exc, "read") from None
+
+    async def _acquire(self, pool: asyncpg.Pool) -> asyncpg.pool.PoolConnectionProxy:
+        # asyncpg waits for a free connection forever unless told otherwise; its own `timeout=`
+        # wraps the wait in a task per read on Python 3.11, a timer costs far less.
+        async with asyncio.timeout(POOL_TIMEOUT_S):
+            return await pool.acquire()
 
     async def _one(self, query: Select[Any], params: Mapping[str, Any]) -> Row | None:
         if self._pool is None:
@@ -96,7 +98,11 @@ class Reader:
                 found = (await connection.execute(query, dict(params))).mappings().first()
             return None if found is None else dict(found)
         sql, arguments = self._arguments(query, params)
-        record = await self._pool.fetchrow(sql, *arguments)
+        pooled = await self._acquire(self._pool)
+        try:
+            record = await pooled.fetchrow(sql, *arguments)
+        finally:
+            await self._pool.release(pooled)
         return None if record is None else dict(record.items())
 
     async def _all(self, query: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
@@ -105,19 +111,19 @@ class Reader:
                 rows = (await connection.execute(query, dict(params))).mappings().all()
             return [dict(row) for row in rows]
         sql, arguments = self._arguments(query, params)
-        records = await self._pool.fetch(sql, *arguments)
+        pooled = await self._acquire(self._pool)
+        try:
+            records = await pooled.fetch(sql, *arguments)
+        finally:
+            await self._pool.release(pooled)
         return [dict(record.items()) for record in records]
 
     async def close(self) -> None:
         """Close the pools."""
         if self._pool is not None:
             await self._pool.close()
-        await self.engine.dispose()
-
-
-def _unavailable(exc: BaseException) -> DatabaseUnavailable:
-    logger.warning("read failed: database unreachable (%s)", type(exc).__name__)
-    return DatabaseUnavailable()
+        if self._owns_engine:
+            await self.engine.dispose()
 
 
 async def _decode_json(connection: asyncpg.Connection) -> None:
@@ -128,13 +134,22 @@ async def _decode_json(connection: asyncpg.Connection) -> None:
         )
 
 
-async def open_reader(database_url: str, *, pool_size: int = 10) -> Reader:
-    """The reader for `database_url`: an asyncpg pool on PostgreSQL, else SQLAlchemy's engine."""
+async def open_reader(
+    database_url: str, *, pool_size: int = 10, writers: AsyncEngine | None = None
+) -> Reader:
+    """The reader for `database_url`: an asyncpg pool on PostgreSQL, else SQLAlchemy's engine.
+
+    On PostgreSQL the odd read that is not a prepared one (a batch check) runs on `writers`'
+    pool in autocommit when given, so the process opens no third pool; else on a small one.
+    """
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
         return Reader(create_reader_engine(database_url, pool_size=pool_size))
-    # The engine only serves the odd read that is not a prepared one (a batch check).
-    engine = create_reader_engine(database_url, pool_size=2)
+    if writers is not None:
+        # asyncpg's autocommit is a flag on the adapter: switching it costs no round trip.
+        engine = writers.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        engine = create_reader_engine(database_url, pool_size=2)
     # Connect exactly as SQLAlchemy's engine does: the same host, credentials and URL options
     # (`?ssl=require` included), less the options only SQLAlchemy's dialect understands.
     _, connect = _DIALECT.create_connect_args(url)  # type: ignore[no-untyped-call]
@@ -150,6 +165,7 @@ async def open_reader(database_url: str, *, pool_size: int = 10) -> Reader:
             server_settings={"statement_timeout": str(STATEMENT_TIMEOUT_MS)},
         )
     except BaseException:
-        await engine.dispose()
+        if writers is None:
+            await engine.dispose()
         raise
-    return Reader(engine, pool)
+    return Reader(engine, pool, owns_engine=writers is None)

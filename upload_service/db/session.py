@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
@@ -15,12 +16,38 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 
 STATEMENT_TIMEOUT_MS = 30_000
+# How long a request waits for a pooled connection before it is a 503: a pool exhausted for
+# longer than this is an outage to report, not a queue to join.
+POOL_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionShares:
+    """How one process's `DB_MAX_CONNECTIONS` is split between its two pools, never exceeded.
+
+    Writes (request sessions, the upload's transaction, the worker, readiness) get the larger
+    share: they hold a connection for a transaction. Reads hold one for a single statement.
+    Neither pool overflows, and the odd read off the prepared path shares the writers' pool.
+    """
+
+    writes: int
+    reads: int
+
+    @classmethod
+    def of(cls, max_connections: int) -> ConnectionShares:
+        """The split of `max_connections` (at least 2): two fifths to reads, at least one each."""
+        reads = max(1, max_connections * 2 // 5)
+        return cls(writes=max_connections - reads, reads=reads)
 
 
 def create_engine(
     database_url: str, *, echo: bool = False, pool_size: int = 10, **options: Any
 ) -> AsyncEngine:
-    """An async engine tuned for the backend: pooled asyncpg, or SQLite with WAL."""
+    """An async engine tuned for the backend: pooled asyncpg, or SQLite with WAL.
+
+    On PostgreSQL the pool holds `pool_size` connections and never more (no overflow); a
+    checkout waits at most `POOL_TIMEOUT_S`.
+    """
     if database_url.startswith("sqlite"):
         engine = create_async_engine(
             database_url, echo=echo, connect_args={"timeout": 30}, **options
@@ -31,7 +58,8 @@ def create_engine(
         database_url,
         echo=echo,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
+        pool_timeout=POOL_TIMEOUT_S,
         pool_pre_ping=False,
         pool_recycle=1800,
         # The server enforces the statement timeout: cheaper than a client timer per statement.

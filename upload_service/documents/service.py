@@ -5,25 +5,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Select, Table, bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from upload_service.db.models import Document
+from upload_service.config import Settings
+from upload_service.db.models import Base, Document
+from upload_service.db.outage import database_required
 from upload_service.db.reads import Reader
 from upload_service.documents.schemas import DocumentOut, DocumentPage
-from upload_service.errors import DocumentNotFound, RangeNotSatisfiable
-from upload_service.jobs.queue import enqueue
+from upload_service.errors import DocumentContentMissing, DocumentNotFound, RangeNotSatisfiable
+from upload_service.jobs.notifications import document_event, enqueue_notification
+from upload_service.jobs.queue import enqueue, utc_now
 from upload_service.storage.base import ByteRange, Storage
 
+logger = logging.getLogger("upload_service.documents")
 _DOC_ID = re.compile(r"^doc_[0-9A-HJKMNP-TV-Z]{26}$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 BATCH_CHECK_CONCURRENCY = 16
-_TABLE = Document.__table__
+_TABLE: Table = Base.metadata.tables["documents"]
 
 # Built once: composing the expression per request costs more than the statement's round trip.
 _BY_ID_AND_OWNER = select(_TABLE).where(
@@ -38,6 +43,28 @@ def _page(*, after: bool, status: bool) -> Select[Any]:
     if status:
         query = query.where(_TABLE.c.status == bindparam("status"))
     return query.order_by(_TABLE.c.id.desc()).limit(bindparam("limit"))
+
+
+# Conditional, so that of two concurrent deletes only the one that removed the row succeeds.
+_DELETE_OWNED = (
+    delete(_TABLE)
+    .where(_TABLE.c.id == bindparam("doc_id"), _TABLE.c.owner == bindparam("owner"))
+    .returning(_TABLE.c.storage_key)
+)
+CONTENT_MISSING = "CONTENT_MISSING"
+# Only a document not already failed changes (and is announced) once.
+_MARK_CONTENT_MISSING = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id == bindparam("doc_id"),
+        _TABLE.c.owner == bindparam("doc_owner"),
+        _TABLE.c.status != "failed",
+    )
+    .values(
+        status="failed", classification=None, error=bindparam("error"), updated_at=bindparam("now")
+    )
+    .returning(_TABLE.c.correlation_id)
+)
 
 
 # A page of the owner's documents, by (after a cursor, filtered by status).
@@ -105,15 +132,19 @@ async def list_documents(
 
 
 async def delete_document(session: AsyncSession, doc_id: str, owner: str) -> None:
-    """Remove the row now; a durable purge job removes the bytes (retried if storage is down)."""
-    document = await get_document(session, doc_id, owner)
-    await session.delete(document)
+    """Remove the row now; a durable purge job removes the bytes (retried if storage is down).
+
+    One statement deletes and tells whether it did: a concurrent delete of the same document
+    waits for this one's row lock, then finds nothing, and is 404.
+    """
+    if not _DOC_ID.match(doc_id):
+        raise DocumentNotFound(doc_id)
+    params = {"doc_id": doc_id, "owner": owner}
+    storage_key = (await session.execute(_DELETE_OWNED, params)).scalar_one_or_none()
+    if storage_key is None:
+        raise DocumentNotFound(doc_id)
     await enqueue(
-        session,
-        kind="purge",
-        doc_id=doc_id,
-        owner=owner,
-        payload={"storage_key": document.storage_key},
+        session, kind="purge", doc_id=doc_id, owner=owner, payload={"storage_key": storage_key}
     )
 
 
@@ -125,7 +156,7 @@ async def check_documents(
     The connection goes back to the pool before the storage checks start.
     """
     wanted = [doc_id for doc_id in dict.fromkeys(doc_ids) if _DOC_ID.match(doc_id)]
-    async with reader.engine.connect() as db:
+    async with database_required("batch check"), reader.engine.connect() as db:
         found = await db.execute(
             select(Document.id, Document.storage_key).where(
                 Document.owner == owner, Document.id.in_(wanted)
@@ -174,26 +205,68 @@ class Download:
     chunks: AsyncIterator[bytes] | None  # None when the client's copy is current (304)
 
 
+@dataclass(frozen=True, slots=True)
+class Downloads:
+    """What a download needs besides the caller's request: where rows and bytes are."""
+
+    reader: Reader
+    storage: Storage
+    sessions: async_sessionmaker[AsyncSession]
+    settings: Settings
+
+
 async def open_download(
-    reader: Reader,
-    storage: Storage,
+    where: Downloads,
     doc_id: str,
     owner: str,
     *,
     range_header: str | None,
     if_none_match: str | None,
 ) -> Download:
-    """Resolve a download: 304 check, range, and the stream of bytes."""
-    document = await read_document(reader, doc_id, owner)
+    """Resolve a download: 304 check, range, and the stream of bytes.
+
+    A document whose bytes are gone from storage is 404 with a message that says so, and is
+    marked `failed` (`CONTENT_MISSING`) so that lists and the webhook stop offering it as
+    downloadable.
+    """
+    document = await read_document(where.reader, doc_id, owner)
+    if document.error is not None and document.error.code == CONTENT_MISSING:
+        raise DocumentContentMissing(doc_id)
     etag = f'"{document.sha256}"'
     if if_none_match is not None and _matches(if_none_match, etag):
         return Download(document, None, None)
     byte_range = parse_range(range_header, document.size_bytes)
-    chunks = storage.read(document.storage_key, byte_range)
+    chunks = where.storage.read(document.storage_key, byte_range)
     # Read the first chunk now: a missing or unreachable object is then an error response,
     # not a 200 whose body breaks off after the headers.
-    first = await anext(chunks, b"")
+    try:
+        first = await anext(chunks, b"")
+    except FileNotFoundError:
+        await _mark_content_missing(where, doc_id, owner)
+        raise DocumentContentMissing(doc_id) from None
     return Download(document, byte_range, _prepend(first, chunks))
+
+
+async def _mark_content_missing(where: Downloads, doc_id: str, owner: str) -> None:
+    error = {"code": CONTENT_MISSING, "message": "The document's bytes are missing from storage"}
+    now = utc_now()
+    async with database_required("marking missing content"), where.sessions.begin() as session:
+        params = {"doc_id": doc_id, "doc_owner": owner, "error": error, "now": now}
+        marked = (await session.execute(_MARK_CONTENT_MISSING, params)).one_or_none()
+        if marked is None:
+            return  # Already failed, or deleted meanwhile.
+        logger.error("document %s: its object is missing from storage; marked failed", doc_id)
+        body = document_event(
+            event="document.failed",
+            doc_id=doc_id,
+            owner=owner,
+            status="failed",
+            error=error,
+            occurred_at=now,
+        )
+        await enqueue_notification(
+            await session.connection(), where.settings, body, correlation_id=marked.correlation_id
+        )
 
 
 def _matches(if_none_match: str, etag: str) -> bool:

@@ -1,22 +1,29 @@
 """The `janitor` job: clean up what a crash between an upload's object write and row commit left.
 
 An upload stores its object first, then commits the document row; a process that dies in
-between leaves an object nobody points to, and perhaps an unfinished write (an S3 multipart
-upload, a local temporary file). Both are removed once older than `JANITOR_ORPHAN_AGE_S`, never
-sooner: a younger object may belong to an upload that is about to commit its row. Rows are
-looked up a batch of objects at a time, while the listing streams.
+between, or a COMMIT whose outcome it never learnt, leaves an object nobody may point to, and
+perhaps an unfinished write (an S3 multipart upload, a local temporary file). Both are removed
+once older than `JANITOR_ORPHAN_AGE_S`, never sooner: a younger object may belong to an upload
+that is about to commit its row. Rows are looked up a batch of objects at a time, while the
+listing streams, and looked up again `JANITOR_SETTLE_S` later before anything is deleted: S3 dates
+an object from the start of its multipart upload, not its completion, so the object of a long
+upload that completed a moment ago looks old while its row is a moment from committing.
+
+It also forgets `Idempotency-Key`s past their 24 hours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upload_service.db.models import Base
+from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
@@ -45,8 +52,12 @@ async def remove_orphans(
     *,
     older_than: timedelta,
     now: datetime | None = None,
+    settle_s: float = 0.0,
 ) -> OrphanSweep:
-    """Delete objects under `raw/` older than `older_than` whose document has no row."""
+    """Delete objects under `raw/` older than `older_than` whose document has no row.
+
+    An object is deleted only if its row is missing at two looks `settle_s` apart.
+    """
     cutoff = (now or utc_now()) - older_than
     checked = removed = 0
     candidates: dict[str, str] = {}
@@ -58,38 +69,61 @@ async def remove_orphans(
         candidates[stored.key] = doc_id
         if len(candidates) >= ROW_CHECK_BATCH:
             checked += len(candidates)
-            removed += await _remove_rowless(engine, storage, candidates)
+            removed += await _remove_rowless(engine, storage, candidates, settle_s)
             candidates = {}
     if candidates:
         checked += len(candidates)
-        removed += await _remove_rowless(engine, storage, candidates)
+        removed += await _remove_rowless(engine, storage, candidates, settle_s)
     return OrphanSweep(checked=checked, removed=removed)
 
 
-async def _remove_rowless(engine: AsyncEngine, storage: Storage, candidates: dict[str, str]) -> int:
+async def _remove_rowless(
+    engine: AsyncEngine, storage: Storage, candidates: dict[str, str], settle_s: float
+) -> int:
     # Looked up after the listing saw the objects: a row committed since then keeps its object.
+    first_look = time.monotonic()
+    rowless = await _without_rows(engine, candidates)
+    if rowless and settle_s > 0:
+        await asyncio.sleep(max(0.0, first_look + settle_s - time.monotonic()))
+        rowless = await _without_rows(engine, rowless)
+    for key in rowless:
+        await storage.delete(key)
+        logger.info("janitor removed %s: no document row", key)
+    return len(rowless)
+
+
+async def _without_rows(engine: AsyncEngine, candidates: dict[str, str]) -> dict[str, str]:
     async with engine.connect() as conn:
         result = await conn.execute(_EXISTING, {"ids": sorted(set(candidates.values()))})
         with_rows = set(result.scalars())
-    removed = 0
-    for key, doc_id in candidates.items():
-        if doc_id not in with_rows:
-            await storage.delete(key)
-            logger.info("janitor removed %s: no document row", key)
-            removed += 1
-    return removed
+    return {key: doc_id for key, doc_id in candidates.items() if doc_id not in with_rows}
+
+
+async def purge_expired_keys(engine: AsyncEngine, *, now: datetime | None = None) -> int:
+    """Delete `Idempotency-Key`s older than their time to live (already ignored by uploads)."""
+    cutoff = (now or utc_now()) - IDEMPOTENCY_KEY_TTL
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff)
+        )
+    return int(result.rowcount)
 
 
 async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
-    """Abort unfinished uploads and delete row-less objects, both older than the orphan age."""
+    """Abort unfinished uploads, delete old row-less objects, forget expired idempotency keys."""
     older_than = timedelta(seconds=ctx.settings.janitor_orphan_age_s)
     aborted = await ctx.storage.abort_incomplete_uploads(older_than, RAW_PREFIX)
-    sweep = await remove_orphans(ctx.engine, ctx.storage, older_than=older_than)
+    # A second look later than the orphan age itself would protect nothing more.
+    settle_s = min(ctx.settings.janitor_settle_s, ctx.settings.janitor_orphan_age_s)
+    sweep = await remove_orphans(ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s)
+    expired = await purge_expired_keys(ctx.engine)
     logger.info(
-        "janitor %s: %d unfinished upload(s) aborted, %d of %d old object(s) removed (no row)",
+        "janitor %s: %d unfinished upload(s) aborted, %d of %d old object(s) removed (no row), "
+        "%d expired Idempotency-Key(s) forgotten",
         job.id,
         aborted,
         sweep.removed,
         sweep.checked,
+        expired,
     )
     return None

@@ -234,8 +234,20 @@ class S3Storage:
             raise StorageUnavailable(f"storage check failed ({type(exc).__name__})") from exc
 
     async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
-        """Abort multipart uploads begun over `older_than` ago (for the janitor); count them."""
+        """Abort multipart uploads idle for over `older_than` (for the janitor); count them.
+
+        Idle since the latest part arrived, or since it began when no part did: a slow upload
+        still sending parts is alive however long ago it started.
+        """
         cutoff = datetime.now(UTC) - older_than
+
+        def last_activity(key: str, upload_id: str, initiated: datetime) -> datetime:
+            latest = initiated
+            paginator = self.client.get_paginator("list_parts")
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=upload_id):
+                for part in page.get("Parts", []):
+                    latest = max(latest, part.get("LastModified", latest))
+            return latest
 
         def sweep() -> int:
             aborted = 0
@@ -244,6 +256,9 @@ class S3Storage:
                 for upload in page.get("Uploads", []):
                     initiated = upload.get("Initiated")
                     if initiated is None or initiated >= cutoff:
+                        continue
+                    # Only uploads that began long ago pay for the listing of their parts.
+                    if last_activity(upload["Key"], upload["UploadId"], initiated) >= cutoff:
                         continue
                     self.client.abort_multipart_upload(
                         Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.app import MakeToken
 from tests.integration.documents.conftest import PNG, pdf_bytes
-from upload_service.db.models import Job
+from upload_service.db.models import Document, Job
 
 
 async def upload(
@@ -190,6 +191,46 @@ async def test_delete_is_204_then_404_and_queues_the_purge(
     async with pg_clean.connect() as conn:
         purge = (await conn.execute(select(Job.payload).where(Job.kind == "purge"))).scalar_one()
     assert purge == {"storage_key": created["storage_key"]}
+
+
+async def test_of_two_concurrent_deletes_one_is_204_and_the_other_404(
+    client: httpx.AsyncClient, auth_headers: dict[str, str], pg_clean: AsyncEngine
+) -> None:
+    created = await upload(client, auth_headers)
+    url = f"/v1/documents/{created['doc_id']}"
+    async with pg_clean.connect() as blocker:
+        # Both requests find the document, then queue behind this lock to remove it.
+        transaction = await blocker.begin()
+        await blocker.execute(
+            select(Document.id).where(Document.id == created["doc_id"]).with_for_update()
+        )
+        both = [asyncio.create_task(client.delete(url, headers=auth_headers)) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        await transaction.rollback()
+    statuses = sorted(response.status_code for response in await asyncio.gather(*both))
+    assert statuses == [204, 404]
+    async with pg_clean.connect() as conn:
+        purges = (await conn.execute(select(Job.id).where(Job.kind == "purge"))).all()
+    assert len(purges) == 1  # One delete happened, so one purge.
+
+
+async def test_a_document_whose_bytes_are_missing_is_404_and_marked_failed(
+    client: httpx.AsyncClient, auth_headers: dict[str, str], tmp_path: Path
+) -> None:
+    created = await upload(client, auth_headers)
+    (tmp_path / "storage" / str(created["storage_key"])).unlink()
+    url = f"/v1/documents/{created['doc_id']}"
+
+    for _ in range(2):
+        download = await client.get(f"{url}/content", headers=auth_headers)
+        assert download.status_code == 404
+        assert download.json()["error_code"] == "DOCUMENT_NOT_FOUND"
+        assert "missing from storage" in download.json()["message"]
+    document = (await client.get(url, headers=auth_headers)).json()
+    assert document["status"] == "failed"
+    assert document["error"]["code"] == "CONTENT_MISSING"
+    failed = await client.get("/v1/documents?status=failed", headers=auth_headers)
+    assert [item["doc_id"] for item in failed.json()["items"]] == [created["doc_id"]]
 
 
 async def test_batch_check_reports_existence_ownership_and_storage(

@@ -6,11 +6,12 @@ import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.fixtures.app import MakeSettings, running_app
@@ -24,6 +25,7 @@ from tests.integration.documents.conftest import (
     pdf_bytes,
 )
 from upload_service.db.models import Document, IdempotencyKey, Job
+from upload_service.jobs.queue import utc_now
 from upload_service.main import create_app
 
 
@@ -247,6 +249,28 @@ async def test_idempotent_replay_returns_the_first_document(
     assert "idempotent-replayed" not in first.headers
     assert await count_rows(pg_clean, Document) == 1
     assert len(stored_files(storage_root)) == 1
+
+
+async def test_an_idempotency_key_older_than_24_hours_is_forgotten(
+    client: httpx.AsyncClient, auth_headers: dict[str, str], pg_clean: AsyncEngine
+) -> None:
+    headers = {**auth_headers, "Idempotency-Key": "order-old"}
+    files = {"file": ("a.pdf", pdf_bytes())}
+    first = await client.post("/v1/documents", files=files, headers=headers)
+    async with pg_clean.begin() as conn:
+        await conn.execute(
+            update(IdempotencyKey).values(created_at=utc_now() - timedelta(hours=24, minutes=1))
+        )
+
+    again = await client.post("/v1/documents", files=files, headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json()["doc_id"] != first.json()["doc_id"]
+    assert "idempotent-replayed" not in again.headers
+    # The key now remembers the new document, for the next 24 hours.
+    replay = await client.post("/v1/documents", files=files, headers=headers)
+    assert replay.json()["doc_id"] == again.json()["doc_id"]
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert await count_rows(pg_clean, Document) == 2
 
 
 async def test_idempotency_key_with_other_bytes_is_409(

@@ -7,6 +7,7 @@ row, and perhaps an unfinished write. The janitor removes both once older than
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from datetime import timedelta
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.fixtures.app import MakeSettings
@@ -27,8 +28,8 @@ from tests.integration.jobs.support import (
     store_document,
     wait_for,
 )
-from upload_service.db.models import Job, new_doc_id
-from upload_service.jobs.janitor import ROW_CHECK_BATCH, remove_orphans
+from upload_service.db.models import Document, IdempotencyKey, Job, new_doc_id
+from upload_service.jobs.janitor import ROW_CHECK_BATCH, purge_expired_keys, remove_orphans
 from upload_service.jobs.queue import utc_now
 from upload_service.storage.base import Storage
 from upload_service.storage.keys import raw_key
@@ -92,7 +93,7 @@ async def test_scheduled_janitor_removes_old_orphans_and_keeps_rows_and_young_ob
         age(path, 2 * HOUR)
     age(storage.root / not_ours, 2 * HOUR)
 
-    settings = make_settings(janitor_orphan_age_s=HOUR)
+    settings = make_settings(janitor_orphan_age_s=HOUR, janitor_settle_s=0.1)
     async with running_worker(pg_sessions, storage, FixedClassifier(), settings):
         job = await janitor_ran(pg_sessions)
 
@@ -194,3 +195,83 @@ async def test_rows_are_looked_up_a_batch_of_objects_at_a_time(
     assert (sweep.checked, sweep.removed) == (len(orphans) + 3, len(orphans))
     assert len(lookups) == 3  # 1,004 objects, 500 a lookup
     assert sorted([item.key async for item in storage.list_objects("raw/")]) == sorted(with_rows)
+
+
+async def test_a_multipart_upload_still_receiving_parts_is_not_aborted_however_old(
+    s3_storage: S3Storage, s3_client: S3Client, s3_bucket: str
+) -> None:
+    key = raw_key(new_doc_id(), ".pdf")
+    # moto dates the upload's start in 2010: only its parts say it is alive.
+    upload_id = s3_client.create_multipart_upload(Bucket=s3_bucket, Key=key)["UploadId"]
+    s3_client.upload_part(
+        Bucket=s3_bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 1024
+    )
+
+    assert await s3_storage.abort_incomplete_uploads(timedelta(hours=1), "raw/") == 0
+    [alive] = s3_client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
+    assert alive["UploadId"] == upload_id
+
+    # Idle for longer than the threshold (here: any time at all): aborted.
+    assert await s3_storage.abort_incomplete_uploads(timedelta(0), "raw/") == 1
+    assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+async def test_an_old_looking_object_whose_row_commits_meanwhile_is_kept(
+    pg_sessions: Sessions, pg_clean: AsyncEngine, s3_storage: S3Storage
+) -> None:
+    # S3 dates a multipart object from its upload's start: a two-hour upload that has just
+    # completed looks two hours old while its row is a moment from committing.
+    key = await write_object(s3_storage)
+    doc_id = key.removeprefix("raw/").removesuffix(".pdf")
+    sweep = asyncio.create_task(
+        remove_orphans(
+            pg_clean,
+            s3_storage,
+            older_than=timedelta(hours=1),
+            now=utc_now() + timedelta(hours=2),
+            settle_s=2.0,
+        )
+    )
+    await asyncio.sleep(0.5)  # The janitor has looked once and found no row.
+    await record_row(pg_sessions, doc_id, key)
+
+    assert (await sweep).removed == 0
+    assert await s3_storage.exists(key)
+
+
+async def record_row(sessions: Sessions, doc_id: str, key: str) -> None:
+    async with sessions.begin() as session:
+        session.add(
+            Document(
+                id=doc_id,
+                owner="user-a",
+                filename="late.pdf",
+                content_type="application/pdf",
+                size_bytes=15,
+                sha256="0" * 64,
+                storage_key=key,
+            )
+        )
+
+
+async def test_the_janitor_forgets_idempotency_keys_after_24_hours(
+    pg_sessions: Sessions, pg_clean: AsyncEngine, storage: LocalStorage
+) -> None:
+    fresh = await key_of_stored_document(pg_sessions, storage)
+    stale = await key_of_stored_document(pg_sessions, storage)
+    async with pg_sessions.begin() as session:
+        for name, key in (("fresh", fresh), ("stale", stale)):
+            session.add(
+                IdempotencyKey(
+                    owner="user-a",
+                    key=name,
+                    sha256="0" * 64,
+                    doc_id=key.removeprefix("raw/").removesuffix(".pdf"),
+                    created_at=utc_now() - timedelta(hours=25 if name == "stale" else 23),
+                )
+            )
+
+    assert await purge_expired_keys(pg_clean) == 1
+    async with pg_sessions() as session:
+        kept = (await session.scalars(select(IdempotencyKey.key))).all()
+    assert kept == ["fresh"]
