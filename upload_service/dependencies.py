@@ -31,6 +31,17 @@ def _resources(request: Request) -> Resources:
     return resources
 
 
+async def _database(request: Request) -> Resources:
+    # 503 while the schema is behind head (PostgreSQL before `upload-service migrate`), not a
+    # failure on tables that are not there yet. At head, one attribute read.
+    resources = _resources(request)
+    schema = resources.schema
+    assert schema is not None
+    if not schema.at_head:
+        await schema.require()
+    return resources
+
+
 async def get_resources(request: Request) -> Resources:
     """Everything the lifespan built."""
     return _resources(request)
@@ -53,7 +64,7 @@ async def get_storage(request: Request) -> Storage:
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     """A session per request: committed when the route succeeds, rolled back when it raises."""
-    sessions = _resources(request).sessions
+    sessions = (await _database(request)).sessions
     assert sessions is not None
     async with sessions() as session:
         try:
@@ -70,7 +81,7 @@ async def get_reader(request: Request) -> Reader:
     Each read holds a connection for just its statement: a provider that yields a connection
     would hold it until the response is built, and costs FastAPI an exit stack.
     """
-    reader = _resources(request).reader
+    reader = (await _database(request)).reader
     assert reader is not None
     return reader
 
@@ -138,7 +149,7 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 
 async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     """The session factory, for services that open short transactions of their own."""
-    sessions = _resources(request).sessions
+    sessions = (await _database(request)).sessions
     assert sessions is not None
     return sessions
 

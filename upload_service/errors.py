@@ -165,6 +165,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     default_message = "The database is unavailable; try again shortly"
 
 
+class SchemaNotAtHead(DatabaseUnavailable):
+    """The database answers, but its schema is older than this code: it waits for a migration."""
+
+    default_message = "The database schema is not at head: run `upload-service migrate`"
+
+
 class ClientDisconnected(UploadServiceError):
     """The client went away mid-request; nothing is answered, everything is rolled back."""
 
