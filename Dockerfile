@@ -1,16 +1,21 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t upload-service .   Run: see README ("Deploy").
 
-# --- build: resolve and install dependencies into a virtualenv --------------------------------
+# --- build: install the locked dependencies into a virtualenv ----------------------------------
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
+# Exactly the versions of requirements.lock, each checked against its hash (`make lock`). A layer
+# of its own: it is rebuilt only when the lock changes, not with every change of the code.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY upload_service ./upload_service
-# Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look.
-RUN pip install -e . \
+# Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look;
+# built by the locked setuptools, with nothing resolved afresh.
+RUN pip install --no-deps --no-build-isolation -e . \
     && pip uninstall -y pip setuptools wheel
 
 # --- runtime: the virtualenv and the code, no compiler, no pip, not root ------------------------

@@ -3,22 +3,32 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-dev stubs
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+.PHONY: run test lint install install-dev lock stubs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Exactly the locked versions, each checked against its hash; then the package itself, built by
+# the locked setuptools (no build isolation: that would fetch whatever setuptools is newest).
+$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+## Pin the dependencies again after editing pyproject.toml (`make lock UPGRADE=1`: all to newest).
+lock: install-dev
+	$(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)
 
 ## Set up and run the service on its embedded default (SQLite, local files, in-process classifier).
 run: install

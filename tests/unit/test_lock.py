@@ -1,0 +1,81 @@
+"""The lock files: resolved from pyproject.toml as it is now, every requirement pinned at a version
+it allows, with hashes, and the runtime lock in step with the development one. (Offline.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from tools.lock import DIGEST_PREFIX, LOCKS, inputs_digest, lock_inputs, read_pyproject
+
+REPO = Path(__file__).resolve().parents[2]
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
+
+Pins = dict[str, set[Version]]
+
+
+def pins(lock: str) -> Pins:
+    """Every version a lock pins, by package (a universal lock may pin two, per Python)."""
+    found: defaultdict[str, set[Version]] = defaultdict(set)
+    for line in (REPO / lock).read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            found[canonicalize_name(match[1])].add(Version(match[2]))
+    return dict(found)
+
+
+def requirements(extras: list[str]) -> list[Requirement]:
+    """The requirements a lock with `extras` was resolved from (build requirements included)."""
+    return [
+        Requirement(line)
+        for line in lock_inputs(read_pyproject(), extras)
+        if not line.startswith(("python ", "["))
+    ]
+
+
+@pytest.mark.parametrize(("lock", "extras"), LOCKS.items())
+def test_each_lock_was_resolved_from_pyproject_as_it_is_now(lock: str, extras: list[str]) -> None:
+    header = (REPO / lock).read_text().splitlines()[:3]
+    recorded = [
+        line.removeprefix(DIGEST_PREFIX) for line in header if line.startswith(DIGEST_PREFIX)
+    ]
+    assert recorded == [inputs_digest(read_pyproject(), extras)], (
+        f"pyproject.toml's dependencies changed since {lock} was made: run `make lock`"
+    )
+
+
+@pytest.mark.parametrize(("lock", "extras"), LOCKS.items())
+def test_each_requirement_is_pinned_at_a_version_it_allows(lock: str, extras: list[str]) -> None:
+    locked = pins(lock)
+    for requirement in requirements(extras):
+        versions = locked.get(canonicalize_name(requirement.name))
+        assert versions, f"{requirement} is not in {lock}: run `make lock`"
+        for version in versions:
+            assert requirement.specifier.contains(version, prereleases=True), (
+                f"{lock} pins {requirement.name} {version}, outside {requirement}"
+            )
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_every_pin_carries_its_hashes(lock: str) -> None:
+    # pip's --require-hashes refuses a lock with one hash missing; say which, before it does.
+    lines = (REPO / lock).read_text().splitlines()
+    for index, line in enumerate(lines):
+        if PIN.match(line):
+            assert line.endswith("\\"), line
+            assert "--hash=sha256:" in lines[index + 1], line
+
+
+def test_the_runtime_lock_pins_what_the_development_lock_pins() -> None:
+    runtime, development = pins("requirements.lock"), pins("requirements-dev.lock")
+    assert set(runtime) <= set(development)
+    assert {name: runtime[name] for name in runtime} == {
+        name: development[name] for name in runtime
+    }
