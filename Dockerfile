@@ -7,10 +7,11 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
-# Exactly the versions of requirements.lock, each checked against its hash (`make lock`). A layer
-# of its own: it is rebuilt only when the lock changes, not with every change of the code.
-COPY requirements.lock ./
-RUN pip install --require-hashes -r requirements.lock
+# Exactly the locked versions, each checked against its hashes (`make lock`): pip and the build
+# tools, then the dependencies. A layer of its own, rebuilt only when a lock changes.
+COPY requirements-bootstrap.lock requirements.lock ./
+RUN pip install --require-hashes -r requirements-bootstrap.lock \
+    && pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY upload_service ./upload_service
 # Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look;

@@ -5,20 +5,27 @@ BIN := $(VENV)/bin
 
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
+BOOTSTRAP_LOCK := requirements-bootstrap.lock
 
 .PHONY: run test lint install install-dev lock stubs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Exactly the locked versions, each checked against its hash; then the package itself, built by
-# the locked setuptools (no build isolation: that would fetch whatever setuptools is newest).
-$(VENV)/.installed: $(LOCK) pyproject.toml | $(BIN)/python
+# Every install takes exactly the locked versions, each checked against its hashes (`make lock`).
+# First the installer and the build tools: pip as locked (much faster than the venv's own).
+$(VENV)/.bootstrapped: $(BOOTSTRAP_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(BOOTSTRAP_LOCK)
+	touch $@
+
+# Then the dependencies, and the package itself built by the locked setuptools (build isolation
+# would fetch whatever setuptools is newest).
+$(VENV)/.installed: $(LOCK) pyproject.toml $(VENV)/.bootstrapped
 	$(BIN)/pip install -q --require-hashes -r $(LOCK)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml $(VENV)/.bootstrapped
 	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed

@@ -13,7 +13,16 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from tools.lock import DIGEST_PREFIX, LOCKS, inputs_digest, lock_inputs, read_pyproject
+from tools.lock import (
+    BOOTSTRAP,
+    DEV,
+    DIGEST_PREFIX,
+    LOCKS,
+    RUNTIME,
+    inputs_digest,
+    lock_inputs,
+    read_pyproject,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
@@ -31,30 +40,30 @@ def pins(lock: str) -> Pins:
     return dict(found)
 
 
-def requirements(extras: list[str]) -> list[Requirement]:
-    """The requirements a lock with `extras` was resolved from (build requirements included)."""
+def requirements(lock: str) -> list[Requirement]:
+    """The requirements `lock` was resolved from."""
     return [
         Requirement(line)
-        for line in lock_inputs(read_pyproject(), extras)
+        for line in lock_inputs(read_pyproject(), lock)
         if not line.startswith(("python ", "["))
     ]
 
 
-@pytest.mark.parametrize(("lock", "extras"), LOCKS.items())
-def test_each_lock_was_resolved_from_pyproject_as_it_is_now(lock: str, extras: list[str]) -> None:
+@pytest.mark.parametrize("lock", LOCKS)
+def test_each_lock_was_resolved_from_pyproject_as_it_is_now(lock: str) -> None:
     header = (REPO / lock).read_text().splitlines()[:3]
     recorded = [
         line.removeprefix(DIGEST_PREFIX) for line in header if line.startswith(DIGEST_PREFIX)
     ]
-    assert recorded == [inputs_digest(read_pyproject(), extras)], (
+    assert recorded == [inputs_digest(read_pyproject(), lock)], (
         f"pyproject.toml's dependencies changed since {lock} was made: run `make lock`"
     )
 
 
-@pytest.mark.parametrize(("lock", "extras"), LOCKS.items())
-def test_each_requirement_is_pinned_at_a_version_it_allows(lock: str, extras: list[str]) -> None:
+@pytest.mark.parametrize("lock", LOCKS)
+def test_each_requirement_is_pinned_at_a_version_it_allows(lock: str) -> None:
     locked = pins(lock)
-    for requirement in requirements(extras):
+    for requirement in requirements(lock):
         versions = locked.get(canonicalize_name(requirement.name))
         assert versions, f"{requirement} is not in {lock}: run `make lock`"
         for version in versions:
@@ -73,9 +82,13 @@ def test_every_pin_carries_its_hashes(lock: str) -> None:
             assert "--hash=sha256:" in lines[index + 1], line
 
 
-def test_the_runtime_lock_pins_what_the_development_lock_pins() -> None:
-    runtime, development = pins("requirements.lock"), pins("requirements-dev.lock")
+def test_the_locks_agree_on_every_version_they_share() -> None:
+    development = pins(DEV)
+    runtime = pins(RUNTIME)
     assert set(runtime) <= set(development)
-    assert {name: runtime[name] for name in runtime} == {
-        name: development[name] for name in runtime
-    }
+    for lock in (RUNTIME, BOOTSTRAP):
+        locked = pins(lock)
+        shared = set(locked) & set(development)
+        assert {name: locked[name] for name in shared} == {
+            name: development[name] for name in shared
+        }
