@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -53,8 +55,11 @@ def inputs_digest(pyproject: dict[str, Any], lock: str) -> str:
     return hashlib.sha256(json.dumps(lock_inputs(pyproject, lock)).encode()).hexdigest()
 
 
-def _compile(lock: str, pyproject: dict[str, Any], upgrade: bool) -> None:
+def _compile(lock: str, pyproject: dict[str, Any], upgrade: bool, scratch: Path) -> None:
     inputs = lock_inputs(pyproject, lock)
+    path, output = REPO / lock, scratch / lock
+    if path.exists():
+        shutil.copy(path, output)  # uv keeps the pins of the file it writes to.
     command = [
         str(Path(sys.executable).with_name("uv")),
         "pip",
@@ -69,21 +74,24 @@ def _compile(lock: str, pyproject: dict[str, Any], upgrade: bool) -> None:
         "--generate-hashes",
         "--custom-compile-command=make lock",
         "--quiet",
-        f"--output-file={lock}",
+        f"--output-file={output}",
     ]
     stdin = "\n".join(inputs[1:]) + "\n" if lock == BOOTSTRAP else ""
     subprocess.run(command, input=stdin, text=True, cwd=REPO, check=True)
-    path = REPO / lock
-    header, _, body = path.read_text().partition("\n#    make lock\n")
+    header, _, body = output.read_text().partition("\n#    make lock\n")
     digest = f"{DIGEST_PREFIX}{inputs_digest(pyproject, lock)}\n"
-    path.write_text(f"{header}\n#    make lock\n{digest}{body}")
+    text = f"{header}\n#    make lock\n{digest}{body}"
+    # Rewritten only when it changes: `make` reinstalls whenever a lock is newer than the venv.
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def main(argv: list[str]) -> None:
     """Resolve every lock again."""
     pyproject = read_pyproject()
-    for lock in LOCKS:
-        _compile(lock, pyproject, upgrade="--upgrade" in argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        for lock in LOCKS:
+            _compile(lock, pyproject, "--upgrade" in argv, Path(scratch))
 
 
 if __name__ == "__main__":
