@@ -1,16 +1,22 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t upload-service .   Run: see README ("Deploy").
 
-# --- build: resolve and install dependencies into a virtualenv --------------------------------
+# --- build: install the locked dependencies into a virtualenv ----------------------------------
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /app
+# Exactly the locked versions, each checked against its hashes (`make lock`): pip and the build
+# tools, then the dependencies. A layer of its own, rebuilt only when a lock changes.
+COPY requirements-bootstrap.lock requirements.lock ./
+RUN pip install --require-hashes -r requirements-bootstrap.lock \
+    && pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY upload_service ./upload_service
-# Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look.
-RUN pip install -e . \
+# Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look;
+# built by the locked setuptools, with nothing resolved afresh.
+RUN pip install --no-deps --no-build-isolation -e . \
     && pip uninstall -y pip setuptools wheel
 
 # --- runtime: the virtualenv and the code, no compiler, no pip, not root ------------------------

@@ -3,22 +3,39 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-dev stubs
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+BOOTSTRAP_LOCK := requirements-bootstrap.lock
+
+.PHONY: run test lint install install-dev lock stubs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Every install takes exactly the locked versions, each checked against its hashes (`make lock`).
+# First the installer and the build tools: pip as locked (much faster than the venv's own).
+$(VENV)/.bootstrapped: $(BOOTSTRAP_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -q --require-hashes -r $(BOOTSTRAP_LOCK)
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev]'
+# Then the dependencies, and the package itself built by the locked setuptools (build isolation
+# would fetch whatever setuptools is newest).
+$(VENV)/.installed: $(LOCK) pyproject.toml $(VENV)/.bootstrapped
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml $(VENV)/.bootstrapped
+	$(BIN)/pip install -q --require-hashes -r $(DEV_LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+## Pin the dependencies again after editing pyproject.toml (`make lock UPGRADE=1`: all to newest).
+lock: install-dev
+	$(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)
 
 ## Set up and run the service on its embedded default (SQLite, local files, in-process classifier).
 run: install

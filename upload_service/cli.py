@@ -30,11 +30,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     import uvicorn
 
-    from upload_service.db.migrate import upgrade_to_head
     from upload_service.logging_setup import logging_config
 
-    if settings.is_sqlite:
-        upgrade_to_head(settings.database_url)
+    # The app's start-up migrates the embedded database (SQLite) itself, so that every way of
+    # starting it does; PostgreSQL waits for `upload-service migrate`.
     uvicorn.run(
         "upload_service.main:app",
         host=args.host,

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.auth import Principal
 from upload_service.config import Settings
+from upload_service.db.migrate import SchemaState
 from upload_service.db.outage import is_unreachable, unavailable
 from upload_service.db.reads import Reader
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
@@ -30,6 +31,14 @@ from upload_service.storage.base import Storage
 def _resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
+
+
+def _behind(resources: Resources) -> SchemaState | None:
+    # The schema while it is behind head (PostgreSQL before `upload-service migrate`): routes
+    # answer 503 rather than fail on tables that are not there yet. At head, None, for the cost
+    # of an attribute read (no coroutine) on every request that uses the database.
+    schema = resources.schema
+    return schema if schema is not None and not schema.at_head else None
 
 
 async def get_resources(request: Request) -> Resources:
@@ -58,7 +67,10 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
     A database that is down, or a pool that stays exhausted, surfaces here whichever statement
     met it, and is answered as 503 `SERVICE_UNAVAILABLE` like a read's, not as a 500.
     """
-    sessions = _resources(request).sessions
+    resources = _resources(request)
+    if (behind := _behind(resources)) is not None:
+        await behind.require()
+    sessions = resources.sessions
     assert sessions is not None
     async with sessions() as session:
         try:
@@ -89,7 +101,10 @@ async def get_reader(request: Request) -> Reader:
     Each read holds a connection for just its statement: a provider that yields a connection
     would hold it until the response is built, and costs FastAPI an exit stack.
     """
-    reader = _resources(request).reader
+    resources = _resources(request)
+    if (behind := _behind(resources)) is not None:
+        await behind.require()
+    reader = resources.reader
     assert reader is not None
     return reader
 
@@ -156,7 +171,10 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
 
 async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     """The session factory, for services that open short transactions of their own."""
-    sessions = _resources(request).sessions
+    resources = _resources(request)
+    if (behind := _behind(resources)) is not None:
+        await behind.require()
+    sessions = resources.sessions
     assert sessions is not None
     return sessions
 

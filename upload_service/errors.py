@@ -178,6 +178,12 @@ class ServerBusy(ServiceUnavailable):
     default_message = "The server is busy with other uploads; try again shortly"
 
 
+class SchemaNotAtHead(DatabaseUnavailable):
+    """The database answers, but its schema is older than this code: it waits for a migration."""
+
+    default_message = "The database schema is not at head: run `upload-service migrate`"
+
+
 class ClientDisconnected(UploadServiceError):
     """The client went away mid-request; nothing is answered, everything is rolled back."""
 

@@ -10,7 +10,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 import httpx
@@ -22,6 +22,7 @@ from upload_service.auth import TokenVerifier
 from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
+from upload_service.db.migrate import SchemaState, upgrade_to_head
 from upload_service.db.reads import Reader, open_reader
 from upload_service.db.session import ConnectionShares, create_engine, create_session_factory
 from upload_service.jobs.worker import Worker
@@ -43,6 +44,7 @@ class Resources:
 
     settings: Settings
     engine: AsyncEngine | None = None
+    schema: SchemaState | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
     reader: Reader | None = None
     http: httpx.AsyncClient | None = None
@@ -85,10 +87,15 @@ async def open_resources(
 
             stack.push_async_callback(run)
 
+        if settings.is_sqlite:
+            # The embedded default migrates itself, however the app is started (`serve`,
+            # uvicorn, --reload, gunicorn); PostgreSQL waits for `upload-service migrate`.
+            await asyncio.to_thread(upgrade_to_head, settings.database_url)
         # Every pool together stays within DB_MAX_CONNECTIONS (README, "Database connections").
         shares = ConnectionShares.of(settings.db_max_connections)
         res.engine = create_engine(settings.database_url, pool_size=shares.writes)
         on_close("database", res.engine.dispose)
+        res.schema = SchemaState(res.engine, at_head=settings.is_sqlite)
         res.sessions = create_session_factory(res.engine)
         res.reader = await open_reader(
             settings.database_url, pool_size=shares.reads, writers=res.engine
@@ -131,6 +138,30 @@ def _in_process_worker(resources: Resources) -> Worker:
     )
 
 
+async def start_when_schema_at_head(resources: Resources, worker: Worker) -> None:
+    """Start `worker` once the database's schema is at head: at once, unless a migration is
+    due, in which case it waits quietly for `upload-service migrate` rather than failing every
+    poll on tables that are not there yet."""
+    assert resources.schema is not None
+    await resources.schema.wait_at_head()
+    await worker.start()
+
+
+async def stop_worker(worker: Worker, starting: asyncio.Task[None], timeout_s: float) -> None:
+    """Stop a worker started by `start_when_schema_at_head`, whether or not it started."""
+    starting.cancel()
+    with suppress(asyncio.CancelledError):
+        await starting
+    await worker.stop(timeout_s)
+
+
+async def _look_at_schema(schema: SchemaState, timeout_s: float) -> None:
+    # So a schema behind head is logged at start-up; start-up does not need the database.
+    with suppress(Exception):
+        async with asyncio.timeout(timeout_s):
+            await schema.check()
+
+
 def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     """The FastAPI lifespan bound to `settings`."""
 
@@ -145,9 +176,14 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 resources.shutting_down = True
                 loop.call_soon_threadsafe(logger.warning, "termination signal: draining")
 
+            assert resources.schema is not None
+            await _look_at_schema(resources.schema, settings.readiness_timeout_s)
             worker = _in_process_worker(resources) if settings.worker_enabled else None
-            if worker is not None:
-                await worker.start()
+            starting = (
+                asyncio.create_task(start_when_schema_at_head(resources, worker))
+                if worker is not None
+                else None
+            )
             map_large_buffers()
             # Everything built so far lives as long as the process: move it out of the
             # collector's sight, so a full collection scans only what requests allocate.
@@ -161,8 +197,8 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 # one's objects still out of the collector's reach.
                 gc.unfreeze()
                 resources.shutting_down = True
-                if worker is not None:
+                if worker is not None and starting is not None:
                     # Before the resources close: finish or hand back what it holds.
-                    await worker.stop(WORKER_STOP_TIMEOUT_S)
+                    await stop_worker(worker, starting, WORKER_STOP_TIMEOUT_S)
 
     return lifespan

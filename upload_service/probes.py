@@ -10,6 +10,7 @@ from typing import Literal
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.classifier.base import Classifier
+from upload_service.db.migrate import SCHEMA_BEHIND, SchemaState
 from upload_service.db.session import ping
 from upload_service.storage.base import Storage
 
@@ -37,6 +38,20 @@ async def _run(check: Check, timeout_s: float) -> str:
     return "ok"
 
 
+class _SchemaBehind(Exception):
+    message = SCHEMA_BEHIND
+
+
+def _database_check(engine: AsyncEngine, schema: SchemaState | None) -> Check:
+    async def check() -> None:
+        if schema is None or schema.at_head:
+            await ping(engine)
+        elif not await schema.check():  # Asking for the revision is a round trip too.
+            raise _SchemaBehind()
+
+    return check
+
+
 async def check_readiness(
     *,
     engine: AsyncEngine,
@@ -45,9 +60,16 @@ async def check_readiness(
     timeout_s: float,
     requires_classifier: bool,
     extra: dict[str, Check] | None = None,
+    schema: SchemaState | None = None,
 ) -> Readiness:
-    """Database and storage are required; the classifier (and extras) only degrade readiness."""
-    checks: dict[str, Check] = {"database": lambda: ping(engine), "storage": storage.check}
+    """Database and storage are required; the classifier (and extras) only degrade readiness.
+
+    The database is not ready while its schema is behind head (`schema`, when given).
+    """
+    checks: dict[str, Check] = {
+        "database": _database_check(engine, schema),
+        "storage": storage.check,
+    }
     if classifier is not None:
         checks["classifier"] = classifier.check
     checks.update(extra or {})

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from upload_service.config import ConfigurationError, Settings, load_settings
 from upload_service.jobs.queue import Backoff
 from upload_service.jobs.worker import Worker
-from upload_service.lifespan import open_resources
+from upload_service.lifespan import open_resources, start_when_schema_at_head, stop_worker
 from upload_service.logging_setup import configure_logging
 from upload_service.metrics import start_metrics_server
 
@@ -55,12 +55,12 @@ async def run_worker(
                     settings,
                     backoff=backoff,
                 )
-                await worker.start()
+                starting = asyncio.create_task(start_when_schema_at_head(resources, worker))
                 try:
                     await stop.wait()
                     logger.info("worker %s: stop requested", worker.worker_id)
                 finally:
-                    await worker.stop(shutdown_grace_s)
+                    await stop_worker(worker, starting, shutdown_grace_s)
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)

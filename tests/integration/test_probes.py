@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -11,8 +12,12 @@ from sqlalchemy.engine import make_url
 from tests.fixtures.app import MakeSettings, running_app
 from tests.fixtures.network import TcpProxy
 from tests.integration.documents.conftest import pdf_bytes
+from tests.integration.jobs.support import wait_for
 from tests.integration.security.conftest import assert_envelope
+from upload_service.db.migrate import upgrade_to_head
 from upload_service.main import create_app
+
+SCHEMA_BEHIND = "error: schema not at head, run upload-service migrate"
 
 
 async def test_health_is_alive_without_touching_dependencies(make_settings: MakeSettings) -> None:
@@ -114,3 +119,41 @@ async def test_reads_answer_503_while_the_database_is_down_and_recover(
         await db_proxy.start()
         again = await client.get(f"/v1/documents/{doc_id}", headers=auth_headers)
         assert again.status_code == 200, again.text
+
+
+async def test_a_schema_behind_head_is_not_ready_until_migrated_without_a_restart(
+    make_settings: MakeSettings, pg_unmigrated_url: str, auth_headers: dict[str, str]
+) -> None:
+    settings = make_settings(database_url=pg_unmigrated_url)
+    async with running_app(create_app(settings)) as client:
+        behind = await client.get("/readiness")
+        assert behind.status_code == 503
+        assert behind.json()["status"] == "not_ready"
+        assert behind.json()["checks"]["database"] == SCHEMA_BEHIND
+        assert behind.json()["checks"]["storage"] == "ok"
+        # Every way a route reaches the database: the upload's transaction, a read, a session.
+        for refused in (
+            await client.post(
+                "/v1/documents", files={"file": ("a.pdf", pdf_bytes())}, headers=auth_headers
+            ),
+            await client.get("/v1/documents", headers=auth_headers),
+            await client.get("/v1/tasks/01J0000000000000000000000", headers=auth_headers),
+        ):
+            body = assert_envelope(refused, 503, "SERVICE_UNAVAILABLE")
+            assert "schema is not at head" in body["message"]
+            assert "upload-service migrate" in body["message"]
+            assert int(refused.headers["retry-after"]) >= 1
+        assert not list((settings.local_storage_dir).rglob("*.pdf"))  # Refused before storing.
+
+        await asyncio.to_thread(upgrade_to_head, pg_unmigrated_url)  # `upload-service migrate`
+
+        async def readiness() -> int:
+            return (await client.get("/readiness")).status_code
+
+        await wait_for(readiness, lambda status: status == 200, timeout_s=10, interval_s=0.2)
+        uploaded = await client.post(
+            "/v1/documents", files={"file": ("a.pdf", pdf_bytes())}, headers=auth_headers
+        )
+        assert uploaded.status_code == 202, uploaded.text
+        listed = await client.get("/v1/documents", headers=auth_headers)
+        assert listed.status_code == 200, listed.text

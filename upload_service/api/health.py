@@ -47,6 +47,7 @@ async def readiness(resources: ResourcesDep) -> JSONResponse:
         timeout_s=resources.settings.readiness_timeout_s,
         requires_classifier=resources.settings.readiness_requires_classifier,
         extra=extra,
+        schema=resources.schema,
     )
     body = {"status": result.status, "checks": result.checks, "timestamp": utc_now()}
     return JSONResponse(body, status_code=503 if result.status == "not_ready" else 200)

@@ -15,7 +15,13 @@ router = APIRouter(include_in_schema=False)
 @router.get("/metrics")
 async def scrape_metrics(resources: ResourcesDep) -> Response:
     """Every series in Prometheus text format, all worker processes added up."""
-    depth = await metrics.read_queue_depth(resources.engine) if resources.engine else None
+    # No jobs table to count while the schema waits for its migration.
+    schema_ready = resources.schema is not None and resources.schema.at_head
+    depth = (
+        await metrics.read_queue_depth(resources.engine)
+        if resources.engine and schema_ready
+        else None
+    )
     # Reading every worker's files is file I/O: keep it off the event loop.
     body = await asyncio.to_thread(metrics.render, depth)
     return Response(body, media_type=metrics.CONTENT_TYPE)
