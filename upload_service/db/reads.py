@@ -88,7 +88,10 @@ class Reader:
 
     async def _acquire(self, pool: asyncpg.Pool) -> asyncpg.pool.PoolConnectionProxy:
         # asyncpg waits for a free connection forever unless told otherwise; its own `timeout=`
-        # wraps the wait in a task per read on Python 3.11, a timer costs far less.
+        # wraps the wait in a task per read on Python 3.11, a timer costs far less, and no
+        # timer at all when a connection is idle (the common case: the acquire cannot wait).
+        if pool.get_idle_size():
+            return await pool.acquire()
         async with asyncio.timeout(POOL_TIMEOUT_S):
             return await pool.acquire()
 
