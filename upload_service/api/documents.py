@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from upload_service import metrics
 from upload_service.api.json_body import JsonBodyRoute
 from upload_service.dependencies import (
     DbReader,
@@ -31,6 +30,7 @@ from upload_service.documents.schemas import (
 )
 from upload_service.documents.upload import UploadRequest, upload_document
 from upload_service.errors import MalformedUpload
+from upload_service.observability import metrics
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], route_class=JsonBodyRoute)
 

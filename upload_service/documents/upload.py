@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.config import Settings
-from upload_service.context import correlation_id_var
 from upload_service.db.models import (
     IDEMPOTENCY_KEY_TTL,
     Document,
@@ -39,6 +38,7 @@ from upload_service.errors import (
     IdempotencyConflict,
 )
 from upload_service.jobs.queue import enqueue
+from upload_service.observability.context import correlation_id_var
 from upload_service.storage.base import ObjectWriter, Storage
 from upload_service.storage.keys import raw_key
 
