@@ -20,6 +20,7 @@ from upload_service.dependencies import (
 )
 from upload_service.documents import service
 from upload_service.documents.client_body import ClientBody
+from upload_service.documents.doors.multipart import UploadRequest, upload_document
 from upload_service.documents.filenames import content_disposition
 from upload_service.documents.schemas import (
     BatchCheckIn,
@@ -28,7 +29,6 @@ from upload_service.documents.schemas import (
     DocumentPage,
     DocumentStatus,
 )
-from upload_service.documents.upload import UploadRequest, upload_document
 from upload_service.errors import MalformedUpload
 from upload_service.observability import metrics
 
