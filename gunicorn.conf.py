@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 from upload_service.config import ConfigurationError, load_settings
-from upload_service.logging_setup import logging_config
+from upload_service.observability.logging_setup import logging_config
 
 try:
     _settings = load_settings()
@@ -48,7 +48,7 @@ logconfig_dict = logging_config(_settings.effective_log_format, _settings.log_le
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="upload-service-metrics-")
 # Only now: prometheus-client chooses its mode when first imported, and workers inherit it.
-from upload_service.metrics_files import (  # noqa: E402
+from upload_service.observability.metrics_files import (  # noqa: E402
     MetricsDirectoryError,
     clear_directory,
     compact_dead_process,

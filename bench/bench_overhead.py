@@ -169,7 +169,7 @@ def main() -> int:
         print(f"PostgreSQL at {pg} does not answer: {exc}", file=sys.stderr)
         return 2
 
-    from upload_service.auth import mint_token
+    from upload_service.edge.auth import mint_token
 
     token = mint_token(SECRET, OWNER, ttl_s=3600)
     load_before = os.getloadavg()[0]

@@ -167,7 +167,7 @@ def run(work: Path) -> None:
     subprocess.run(
         [PY, "-m", "upload_service.cli", "migrate"], env=service_env, check=True, cwd=ROOT
     )
-    from upload_service.auth import mint_token
+    from upload_service.edge.auth import mint_token
 
     headers = {"Authorization": f"Bearer {mint_token(secret, 'bench', ttl_s=3600)}"}
 

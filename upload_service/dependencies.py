@@ -15,16 +15,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from upload_service.auth import Principal
 from upload_service.config import Settings
 from upload_service.db.migrate import SchemaState
 from upload_service.db.outage import is_unreachable, unavailable
 from upload_service.db.reads import Reader
+from upload_service.edge.auth import Principal
+from upload_service.edge.rate_limits import LimitKind, RateLimits
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
 from upload_service.middleware.asgi import stamp_response
 from upload_service.middleware.early_auth import PRINCIPAL_STATE_KEY
-from upload_service.rate_limits import LimitKind, RateLimits
 from upload_service.storage.base import Storage
 
 

@@ -17,21 +17,21 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from upload_service.allocator import map_large_buffers
-from upload_service.auth import TokenVerifier
 from upload_service.classifier import create_classifier
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
 from upload_service.db.migrate import SchemaState, upgrade_to_head
 from upload_service.db.reads import Reader, open_reader
 from upload_service.db.session import ConnectionShares, create_engine, create_session_factory
+from upload_service.edge.auth import TokenVerifier
+from upload_service.edge.rate_limits import RateLimits
 from upload_service.jobs.worker import Worker
-from upload_service.rate_limits import RateLimits
+from upload_service.runtime.allocator import map_large_buffers
+from upload_service.runtime.termination import on_termination
 from upload_service.storage.base import Storage
 from upload_service.storage.budget import BufferBudget
 from upload_service.storage.local import LocalStorage
 from upload_service.storage.s3 import S3Storage
-from upload_service.termination import on_termination
 
 logger = logging.getLogger("upload_service.lifespan")
 # Below gunicorn's graceful_timeout, so jobs are handed back before the worker is killed.

@@ -12,8 +12,8 @@ from upload_service.api.openapi import TITLE, install_openapi, route_operation_i
 from upload_service.config import ConfigurationError, Settings, get_settings
 from upload_service.exception_handlers import install_exception_handlers
 from upload_service.lifespan import lifespan_for
-from upload_service.logging_setup import configure_logging
 from upload_service.middleware.stack import middleware_stack
+from upload_service.observability.logging_setup import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

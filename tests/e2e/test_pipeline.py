@@ -76,7 +76,7 @@ def test_embedded_default_classifies_in_process(
     server = live_server(
         {}, argv=[sys.executable, "-m", "upload_service.cli", "serve", "--port", "{port}"]
     )
-    from upload_service.auth import mint_token
     from upload_service.config import DEV_JWT_SECRET
+    from upload_service.edge.auth import mint_token
 
     upload_samples(server, {"Authorization": f"Bearer {mint_token(DEV_JWT_SECRET, 'bob')}"})

@@ -20,8 +20,8 @@ from tests.fixtures.app import TEST_SECRET, LiveServer, server_env
 from tests.integration.documents.conftest import pdf_bytes
 from tests.integration.jobs.support import finished, store_document, wait_for_job
 from tests.samples import PDF
-from upload_service.auth import mint_token
 from upload_service.db.session import create_engine, create_session_factory
+from upload_service.edge.auth import mint_token
 from upload_service.storage.local import LocalStorage
 
 pytestmark = pytest.mark.e2e

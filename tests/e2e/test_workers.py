@@ -39,7 +39,7 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 class WorkerProcesses:
-    """`python -m upload_service.worker_process` children, each ended by its own pid."""
+    """`python -m upload_service.cli.worker_process` children, each ended by its own pid."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.env = env
@@ -49,7 +49,7 @@ class WorkerProcesses:
     def start(self, **overrides: str) -> subprocess.Popen[bytes]:
         log = (self.cwd / f"worker-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "upload_service.worker_process"],
+            [sys.executable, "-m", "upload_service.cli.worker_process"],
             env={**self.env, **overrides},
             cwd=self.cwd,
             stdout=log,

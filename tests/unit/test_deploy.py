@@ -21,7 +21,7 @@ from tests.deploy_files import (
     manifests,
     only_container,
 )
-from upload_service import cli
+from upload_service.cli import command as cli
 from upload_service.config import Settings
 
 

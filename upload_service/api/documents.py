@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from upload_service import metrics
 from upload_service.api.json_body import JsonBodyRoute
 from upload_service.dependencies import (
     DbReader,
@@ -21,6 +20,7 @@ from upload_service.dependencies import (
 )
 from upload_service.documents import service
 from upload_service.documents.client_body import ClientBody
+from upload_service.documents.doors.multipart import UploadRequest, upload_document
 from upload_service.documents.filenames import content_disposition
 from upload_service.documents.schemas import (
     BatchCheckIn,
@@ -29,8 +29,8 @@ from upload_service.documents.schemas import (
     DocumentPage,
     DocumentStatus,
 )
-from upload_service.documents.upload import UploadRequest, upload_document
 from upload_service.errors import MalformedUpload
+from upload_service.observability import metrics
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], route_class=JsonBodyRoute)
 

@@ -8,9 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from upload_service.clock import utc_now
 from upload_service.dependencies import ResourcesDep
-from upload_service.probes import Check, check_readiness
+from upload_service.observability.clock import utc_now
+from upload_service.observability.probes import Check, check_readiness
 
 router = APIRouter(include_in_schema=False)
 

@@ -6,8 +6,8 @@ import asyncio
 
 from fastapi import APIRouter, Response
 
-from upload_service import metrics
 from upload_service.dependencies import ResourcesDep
+from upload_service.observability import metrics
 
 router = APIRouter(include_in_schema=False)
 

@@ -38,7 +38,6 @@ from upload_service.classifier.base import (
     iter_content,
 )
 from upload_service.classifier.v1 import classifier_pb2, classifier_pb2_grpc
-from upload_service.context import correlation_id_var
 from upload_service.errors import (
     ClassifierError,
     ClassifierFailed,
@@ -46,6 +45,7 @@ from upload_service.errors import (
     ClassifierTimeout,
     ClassifierUnavailable,
 )
+from upload_service.observability.context import correlation_id_var
 
 SERVICE_NAME: Final = classifier_pb2.DESCRIPTOR.services_by_name["DocumentClassifier"].full_name
 CORRELATION_HEADER: Final = "x-correlation-id"

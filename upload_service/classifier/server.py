@@ -29,13 +29,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from upload_service.classifier.base import Classifier, DocumentToClassify
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.classifier.v1 import classifier_pb2, classifier_pb2_grpc
-from upload_service.context import correlation_id_var
 from upload_service.errors import (
     ClassifierError,
     ClassifierRejected,
     ClassifierTimeout,
     ClassifierUnavailable,
 )
+from upload_service.observability.context import correlation_id_var
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from sqlalchemy import Table, exists, insert, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from upload_service.context import correlation_id_var
 from upload_service.db.models import Base, Job, new_task_id
+from upload_service.observability.context import correlation_id_var
 
 DEFAULT_MAX_ATTEMPTS = 5
 

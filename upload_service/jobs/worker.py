@@ -33,7 +33,6 @@ from ulid import ULID
 
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
-from upload_service.context import correlation_id_var
 from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
 from upload_service.jobs.classification import documents_requeued, prepare_claimed
 from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError
@@ -59,7 +58,8 @@ from upload_service.jobs.leases import (
 )
 from upload_service.jobs.queue import Backoff, JobKind, utc_now
 from upload_service.jobs.scheduler import JanitorScheduler
-from upload_service.metrics import record_job
+from upload_service.observability.context import correlation_id_var
+from upload_service.observability.metrics import record_job
 from upload_service.storage.base import Storage
 
 logger = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import Message, Scope, Send
 
-from upload_service.context import request_id_var
 from upload_service.errors import UploadServiceError, error_body
+from upload_service.observability.context import request_id_var
 
 
 def incoming_header(scope: Scope, name: bytes) -> bytes | None:

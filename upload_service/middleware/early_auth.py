@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from upload_service.auth import Principal, TokenVerifier
+from upload_service.edge.auth import Principal, TokenVerifier
 from upload_service.errors import Unauthenticated
 from upload_service.middleware.access_log import USER_ID_STATE_KEY
 from upload_service.middleware.asgi import incoming_header, send_error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upload_service import metrics
+from upload_service.observability import metrics
 
 
 class RequestMetrics:

@@ -7,8 +7,8 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from upload_service.context import request_id_var
 from upload_service.middleware.asgi import incoming_header, stamp_response, stamping_send
+from upload_service.observability.context import request_id_var
 
 _VALID = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.raw_http import parse_response, request_head, send_until_answered
 from tests.fixtures.app import TEST_SECRET, LiveServer
-from upload_service.auth import mint_token
+from upload_service.edge.auth import mint_token
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ import pytest
 from tests.e2e.gunicorn import gunicorn_argv, wait_for_workers
 from tests.fixtures.app import TEST_SECRET, LiveServer
 from tests.integration.documents.conftest import MULTIPART, multipart, pdf_bytes
-from upload_service.auth import mint_token
+from upload_service.edge.auth import mint_token
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,6 @@ from upload_service.classifier.client import GrpcClassifier
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.classifier.server import RunningServer, serve
 from upload_service.classifier.v1 import classifier_pb2
-from upload_service.context import correlation_id_var
 from upload_service.errors import (
     ClassifierAnswerInvalid,
     ClassifierFailed,
@@ -32,6 +31,7 @@ from upload_service.errors import (
     ClassifierUnavailable,
     StorageUnavailable,
 )
+from upload_service.observability.context import correlation_id_var
 
 
 def describe(sample: SampleDocument) -> DocumentToClassify:

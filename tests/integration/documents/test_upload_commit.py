@@ -16,7 +16,7 @@ from tests.fixtures.network import TcpProxy
 from tests.fixtures.postgres import through
 from tests.integration.documents.conftest import MULTIPART, count_rows, multipart, pdf_bytes
 from upload_service.db.models import Document, Job
-from upload_service.documents.upload import UploadRequest, upload_document
+from upload_service.documents.doors.multipart import UploadRequest, upload_document
 from upload_service.jobs.janitor import remove_orphans
 from upload_service.jobs.queue import utc_now
 from upload_service.main import create_app

@@ -19,11 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.classifier.base import Classification, Content, DocumentToClassify, iter_content
 from upload_service.config import Settings
-from upload_service.context import correlation_id_var
 from upload_service.db.models import Document, Job, new_doc_id
 from upload_service.errors import ClassifierUnavailable
 from upload_service.jobs.queue import Backoff, enqueue
 from upload_service.jobs.worker import Worker
+from upload_service.observability.context import correlation_id_var
 from upload_service.storage.base import Storage
 
 T = TypeVar("T")

@@ -32,7 +32,7 @@ from upload_service.classifier.server import serve
 from upload_service.classifier.v1 import classifier_pb2
 from upload_service.jobs.queue import Backoff
 from upload_service.main import create_app
-from upload_service.probes import check_readiness
+from upload_service.observability.probes import check_readiness
 from upload_service.storage.local import LocalStorage
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from tests.fixtures.app import MakeSettings, MakeToken, running_app
-from upload_service.logging_setup import JsonFormatter
 from upload_service.main import create_app
+from upload_service.observability.logging_setup import JsonFormatter
 
 JsonLines = Callable[[], list[dict[str, Any]]]
 UNKNOWN_DOC = "doc_01HN3K8V2NKDQ7HTXJFR9CPWK0"

@@ -18,8 +18,8 @@ from tests.fixtures.network import TcpProxy
 from tests.integration.documents.conftest import pdf_bytes
 from tests.integration.security.conftest import assert_envelope, bearer
 from upload_service.config import ConfigurationError
+from upload_service.edge.rate_limits import PAUSE_AFTER_FAILURE_S
 from upload_service.main import create_app
-from upload_service.rate_limits import PAUSE_AFTER_FAILURE_S
 
 LIMIT_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 

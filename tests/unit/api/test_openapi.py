@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from openapi_spec_validator import validate
 
 import upload_service
-from upload_service import cli
+from upload_service.cli import command as cli
 from upload_service.config import load_settings
 from upload_service.main import create_app
 

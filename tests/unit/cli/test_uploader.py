@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 
-from upload_service.uploader import SLICE, describe_error, multipart_body
+from upload_service.cli.uploader import SLICE, describe_error, multipart_body
 
 
 def test_body_is_streamed_in_bounded_slices_with_an_exact_length(tmp_path: Path) -> None:

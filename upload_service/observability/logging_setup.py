@@ -14,8 +14,8 @@ from typing import Any, Literal, TextIO
 
 import orjson
 
-from upload_service.clock import utc_millisecond
-from upload_service.context import correlation_id_var, request_id_var
+from upload_service.observability.clock import utc_millisecond
+from upload_service.observability.context import correlation_id_var, request_id_var
 
 LogFormat = Literal["console", "json"]
 HANDLER_NAME = "upload_service"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from upload_service.auth import Principal, VerifiedTokens
+from upload_service.edge.auth import Principal, VerifiedTokens
 
 ALICE = Principal(sub="alice", email=None, scopes=frozenset())
 

@@ -10,7 +10,7 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from upload_service.sliding_window import SlidingWindowCounters
+from upload_service.edge.sliding_window import SlidingWindowCounters
 
 
 class Clock:

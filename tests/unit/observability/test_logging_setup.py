@@ -8,8 +8,8 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 
-from upload_service.context import correlation_id_var, request_id_var
-from upload_service.logging_setup import (
+from upload_service.observability.context import correlation_id_var, request_id_var
+from upload_service.observability.logging_setup import (
     HANDLER_NAME,
     ConsoleFormatter,
     JsonFormatter,
@@ -93,7 +93,7 @@ def test_configure_logging_twice_keeps_one_handler() -> None:
 
 SERVER_SCRIPT = """
 import logging, logging.config
-from upload_service.logging_setup import logging_config
+from upload_service.observability.logging_setup import logging_config
 logging.config.dictConfig(logging_config("json", "INFO"))
 logging.getLogger("gunicorn.error").info("Booting worker with pid: 1")
 logging.getLogger("uvicorn.error").info("Application startup complete.")

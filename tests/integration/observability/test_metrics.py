@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.app import MakeToken
 from tests.integration.documents.conftest import pdf_bytes
-from upload_service import metrics
+from upload_service.observability import metrics
 
 UNKNOWN_DOC = "doc_01HN3K8V2NKDQ7HTXJFR9CPWK0"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

@@ -15,7 +15,7 @@ def _metrics_directory_ready() -> bool:
 
     Call it before anything imports the metrics, whose series open their files at once.
     """
-    from upload_service.metrics_files import MetricsDirectoryError, ensure_directory
+    from upload_service.observability.metrics_files import MetricsDirectoryError, ensure_directory
 
     try:
         ensure_directory()
@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     import uvicorn
 
-    from upload_service.logging_setup import logging_config
+    from upload_service.observability.logging_setup import logging_config
 
     # The app's start-up migrates the embedded database (SQLite) itself, so that every way of
     # starting it does; PostgreSQL waits for `upload-service migrate`.
@@ -56,7 +56,7 @@ def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from upload_service.auth import mint_token
+    from upload_service.edge.auth import mint_token
 
     if not settings.jwt_secret:
         print("JWT_SECRET: required to mint a token", file=sys.stderr)
@@ -89,8 +89,8 @@ def _classifier_server(args: argparse.Namespace, _settings: Settings) -> int:
 def _upload(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from upload_service.auth import mint_token
-    from upload_service.uploader import upload_files
+    from upload_service.cli.uploader import upload_files
+    from upload_service.edge.auth import mint_token
 
     token = args.token
     if token is None and settings.jwt_secret:
@@ -118,8 +118,8 @@ def _worker(_args: argparse.Namespace, settings: Settings) -> int:
         return 2
     import asyncio
 
-    from upload_service.logging_setup import configure_logging
-    from upload_service.worker_process import run_worker
+    from upload_service.cli.worker_process import run_worker
+    from upload_service.observability.logging_setup import configure_logging
 
     configure_logging(settings.effective_log_format, settings.log_level)
     asyncio.run(run_worker(settings))
@@ -178,7 +178,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     return run(args, settings)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

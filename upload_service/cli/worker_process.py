@@ -1,6 +1,6 @@
 """The job worker as a process of its own (`upload-service worker`): runs until SIGTERM or SIGINT.
 
-`python -m upload_service.worker_process` does the same with settings from the environment. With
+`python -m upload_service.cli.worker_process` does the same with settings from the environment. With
 `WORKER_METRICS_BIND` set it serves its metrics there, as it has no HTTP API of its own.
 """
 
@@ -17,8 +17,8 @@ from upload_service.config import ConfigurationError, Settings, load_settings
 from upload_service.jobs.queue import Backoff
 from upload_service.jobs.worker import Worker
 from upload_service.lifespan import open_resources, start_when_schema_at_head, stop_worker
-from upload_service.logging_setup import configure_logging
-from upload_service.metrics import start_metrics_server
+from upload_service.observability.logging_setup import configure_logging
+from upload_service.observability.metrics import start_metrics_server
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _metrics_served(bind: str) -> Iterator[None]:
 
 
 def main() -> None:
-    """Entry point of `python -m upload_service.worker_process`."""
+    """Entry point of `python -m upload_service.cli.worker_process`."""
     try:
         settings = load_settings()
     except ConfigurationError as exc:

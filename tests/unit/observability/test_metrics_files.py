@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.parser import text_string_to_metric_families
 
-from upload_service.metrics_files import (
+from upload_service.observability.metrics_files import (
     DirectoryCollector,
     MetricsDirectoryError,
     clear_directory,

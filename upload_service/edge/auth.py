@@ -26,8 +26,8 @@ from jose.backends.base import Key
 from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError, JWTError
 
 from upload_service.config import Settings
-from upload_service.context import correlation_id_var
 from upload_service.errors import Unauthenticated
+from upload_service.observability.context import correlation_id_var
 
 logger = logging.getLogger("upload_service.auth")
 

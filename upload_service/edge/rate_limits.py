@@ -23,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from upload_service.config import Settings
-from upload_service.sliding_window import SlidingWindowCounters
+from upload_service.edge.sliding_window import SlidingWindowCounters
 
 logger = logging.getLogger("upload_service.rate_limits")
 

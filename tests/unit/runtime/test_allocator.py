@@ -15,7 +15,7 @@ CLAIM = textwrap.dedent(
     """
     from pathlib import Path
 
-    from upload_service.allocator import map_large_buffers
+    from upload_service.runtime.allocator import map_large_buffers
 
     MIB = 1024 * 1024
 

@@ -31,7 +31,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import Job
-from upload_service.metrics_files import DirectoryCollector, configured_directory, ensure_directory
+from upload_service.observability.metrics_files import (
+    DirectoryCollector,
+    configured_directory,
+    ensure_directory,
+)
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer

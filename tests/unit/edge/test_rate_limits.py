@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from upload_service.config import load_settings
-from upload_service.rate_limits import RateLimits
+from upload_service.edge.rate_limits import RateLimits
 
 
 async def test_a_hit_never_hops_to_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:

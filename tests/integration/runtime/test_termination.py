@@ -10,7 +10,7 @@ import pytest
 
 from tests.fixtures.app import MakeSettings, running_app
 from upload_service.main import create_app
-from upload_service.termination import on_termination
+from upload_service.runtime.termination import on_termination
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The ways a document comes in; each owns its protocol and calls the one upload pipeline."""
