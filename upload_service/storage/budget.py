@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -174,7 +174,9 @@ class BufferBudget:
                 # Granted in the same tick as the cancellation: give the bytes back.
                 self.release(nbytes, stepped=stepped)
             else:
-                leave_line()
+                # A release in between may already have dropped the cancelled entry.
+                with suppress(ValueError):
+                    leave_line()
                 # A head of the line that gave up may have been holding the others back.
                 self._grant()
             if isinstance(exc, TimeoutError):

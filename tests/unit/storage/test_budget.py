@@ -159,6 +159,23 @@ async def test_a_wait_longer_than_max_wait_is_server_busy_and_leaves_the_line() 
     assert budget.available == 10
 
 
+async def test_a_wait_that_times_out_as_a_release_lands_is_still_server_busy() -> None:
+    budget = BufferBudget(100, max_wait_s=0.05)
+    await budget.acquire(100)
+    waiter = asyncio.create_task(budget.acquire(60))
+    await asyncio.sleep(0)  # It waits now, its timeout armed.
+    # A part finishes sending in the same tick as the timeout: the release drops the cancelled
+    # entry from the line before the waiter leaves it.
+    asyncio.get_running_loop().call_later(0.05, budget.release, 10)
+
+    with pytest.raises(ServerBusy):
+        await asyncio.wait_for(waiter, timeout=2)
+
+    assert budget.waiting == 0
+    budget.release(90)
+    assert budget.available == 100
+
+
 def test_a_wait_is_bounded_by_the_upload_idle_timeout() -> None:
     settings = load_settings(upload_buffer_budget_mb=16, upload_idle_timeout_s=7)
 
