@@ -12,6 +12,8 @@ from upload_service.errors import (
     ClassifierRejected,
     ClassifierTimeout,
     ClassifierUnavailable,
+    DatabaseUnavailable,
+    StorageUnavailable,
     UploadServiceError,
 )
 from upload_service.jobs.classification import classify, classify_failed
@@ -41,13 +43,23 @@ def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, PermanentJobError | ClassifierRejected)
 
 
+_UNAVAILABLE = (
+    ClassifierUnavailable,
+    ClassifierTimeout,
+    WebhookUnavailable,
+    StorageUnavailable,
+    DatabaseUnavailable,
+)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether `exc` is a dependency's absence rather than the job's own failure.
 
-    The classifier or the webhook receiver unreachable, overloaded or out of time: the job waits
-    for it, within `JOB_RETRY_WINDOW_S`, and the attempt does not count.
+    The classifier or the webhook receiver unreachable, overloaded or out of time, or storage or
+    the database out of reach while the job runs: the job waits for it, within
+    `JOB_RETRY_WINDOW_S`, and the attempt does not count.
     """
-    return isinstance(exc, ClassifierUnavailable | ClassifierTimeout | WebhookUnavailable)
+    return isinstance(exc, _UNAVAILABLE)
 
 
 def requested_delay_s(exc: BaseException) -> float | None:

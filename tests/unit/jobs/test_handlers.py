@@ -16,6 +16,8 @@ from upload_service.errors import (
     ClassifierRejected,
     ClassifierTimeout,
     ClassifierUnavailable,
+    DatabaseUnavailable,
+    StorageUnavailable,
 )
 from upload_service.jobs.handler_context import PermanentJobError
 from upload_service.jobs.handlers import (
@@ -99,6 +101,8 @@ def test_only_hopeless_failures_are_permanent() -> None:
         ClassifierUnavailable("RESOURCE_EXHAUSTED: busy"),
         ClassifierTimeout("DEADLINE_EXCEEDED: x"),
         WebhookUnavailable("The webhook answered 503"),
+        StorageUnavailable("storage endpoint is unreachable"),
+        DatabaseUnavailable(),
     ],
     ids=type,
 )
