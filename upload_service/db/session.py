@@ -45,12 +45,18 @@ def create_engine(
 ) -> AsyncEngine:
     """An async engine tuned for the backend: pooled asyncpg, or SQLite with WAL.
 
-    On PostgreSQL the pool holds `pool_size` connections and never more (no overflow); a
+    The pool holds `pool_size` connections and never more (no overflow), on SQLite too; a
     checkout waits at most `POOL_TIMEOUT_S`.
     """
     if database_url.startswith("sqlite"):
         engine = create_async_engine(
-            database_url, echo=echo, connect_args={"timeout": 30}, **options
+            database_url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=POOL_TIMEOUT_S,
+            connect_args={"timeout": 30},
+            **options,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine

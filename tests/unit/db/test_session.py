@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import time
+from pathlib import Path
 
-from upload_service.db.session import ConnectionShares
+import pytest
+from sqlalchemy.exc import TimeoutError as SATimeoutError
+
+from upload_service.db.session import POOL_TIMEOUT_S, ConnectionShares, create_engine
 
 
 @pytest.mark.parametrize("maximum", [2, 3, 4, 5, 10, 11, 50, 1000])
@@ -17,3 +21,16 @@ def test_the_pools_together_never_exceed_the_maximum_and_each_gets_one(maximum: 
 
 def test_the_default_gives_writes_six_and_reads_four() -> None:
     assert ConnectionShares.of(10) == ConnectionShares(writes=6, reads=4)
+
+
+async def test_an_sqlite_pool_holds_its_share_and_never_more(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'cap.db'}", pool_size=2)
+    try:
+        async with engine.connect(), engine.connect():
+            started = time.monotonic()
+            with pytest.raises(SATimeoutError):
+                async with engine.connect():
+                    pass
+            assert time.monotonic() - started == pytest.approx(POOL_TIMEOUT_S, abs=1.5)
+    finally:
+        await engine.dispose()
