@@ -30,6 +30,7 @@ from tests.samples import sample_documents
 from upload_service.classifier.client import GrpcClassifier
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.classifier.v1 import classifier_pb2
+from upload_service.jobs.breaker import CircuitBreaker
 from upload_service.jobs.queue import Backoff
 from upload_service.main import create_app
 from upload_service.storage.local import LocalStorage
@@ -161,6 +162,61 @@ async def test_the_wait_ends_after_the_retry_window_with_a_clear_error(
     assert document.status == "failed"
     assert document.error is not None
     assert "JOB_RETRY_WINDOW_S" in document.error["message"]
+
+
+async def test_the_retry_window_ends_the_wait_while_the_breaker_holds_the_jobs_back(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    receiver: WebhookReceiver,
+) -> None:
+    documents = 5
+    items = [
+        await store_document(pg_sessions, storage, b"%PDF-1.4 x", max_attempts=5)
+        for _ in range(documents)
+    ]
+    settings = make_settings(
+        job_retry_window_s=1.0,
+        notification_url=receiver.url,
+        notification_secret="webhook-secret",
+    )
+    # Nothing listens there: every call is unavailable and every health probe fails.
+    classifier = GrpcClassifier(f"127.0.0.1:{free_port()}", timeout_s=2)
+    try:
+        async with running_worker(
+            pg_sessions,
+            storage,
+            classifier,
+            settings,
+            concurrency=2,
+            breaker=CircuitBreaker(probe_base_s=0.1, probe_cap_s=0.5),
+        ):
+            jobs = await wait_for(
+                lambda: jobs_of(pg_sessions, kind="classify"),
+                lambda jobs: all(finished(job) for job in jobs),
+                timeout_s=15,
+            )
+            await wait_for(
+                lambda: asyncio.sleep(0, len(receiver.requests)),
+                lambda count: count >= documents,
+                timeout_s=10,
+            )
+    finally:
+        await classifier.aclose()
+
+    for job in jobs:
+        assert job.status == "failed"
+        assert job.last_error is not None
+        assert job.last_error.startswith("CLASSIFIER_UNAVAILABLE")
+        assert "s of waiting (JOB_RETRY_WINDOW_S)" in job.last_error
+    for item in items:
+        document = await get_document(pg_sessions, item.doc_id)
+        assert document.status == "failed"
+        assert document.error is not None
+        assert "JOB_RETRY_WINDOW_S" in document.error["message"]
+    events = [json.loads(request.body) for request in receiver.requests]
+    assert sorted(event["doc_id"] for event in events) == sorted(item.doc_id for item in items)
+    assert {event["event"] for event in events} == {"document.failed"}
 
 
 async def test_resource_exhausted_is_waited_out_and_the_breaker_spares_the_classifier(
