@@ -23,7 +23,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, Update, bindparam, func, select, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Row,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from upload_service.jobs.queue import JOBS, Database, JobStatus, utc_now
 
@@ -172,14 +184,23 @@ _WAKE_WAITING = (
     .values(run_at=bindparam("now"), updated_at=bindparam("now"))
     .returning(_c.id)
 )
-# A job the open breaker holds back has been waiting since it became due.
+# A job the open breaker held back before it was ever tried has waited since it became due, but
+# only counts once the breaker itself has been open for the whole window: a backlog that is
+# merely old (a slow classifier, then a blip) is not an outage of that length.
 _waiting_since = func.coalesce(_c.unavailable_since, _c.run_at)
 _EXPIRED_WAITS: Select[Any] = (
     select(*_CLAIMED_COLUMNS)
     .where(
         _c.status == JobStatus.QUEUED.value,
         _c.kind == bindparam("waiting_kind"),
-        _waiting_since <= bindparam("cutoff"),
+        or_(
+            _c.unavailable_since <= bindparam("cutoff"),
+            and_(
+                _c.unavailable_since.is_(None),
+                bindparam("include_untried", type_=Boolean),
+                _c.run_at <= bindparam("cutoff"),
+            ),
+        ),
     )
     .order_by(_waiting_since)
     .limit(bindparam("limit"))
@@ -357,14 +378,25 @@ async def wake_waiting(db: Database, kind: str, *, now: datetime | None = None) 
 
 
 async def expired_waits(
-    db: Database, kind: str, *, window_s: float, limit: int, now: datetime | None = None
+    db: Database,
+    kind: str,
+    *,
+    window_s: float,
+    limit: int,
+    include_untried: bool,
+    now: datetime | None = None,
 ) -> list[ClaimedJob]:
     """Queued `kind` jobs that have waited for their dependency longer than `window_s`, locked
-    until the end of the transaction (SQLite: `give_up_waiting` re-checks they are queued)."""
+    until the end of the transaction (SQLite: `give_up_waiting` re-checks they are queued).
+
+    `include_untried`: also jobs never tried (the breaker held them back from the start), due
+    for longer than the window; only when the outage has lasted that long.
+    """
     params = {
         "waiting_kind": kind,
         "cutoff": (now or utc_now()) - timedelta(seconds=window_s),
         "limit": limit,
+        "include_untried": include_untried,
     }
     return [_claimed(row) for row in (await db.execute(_EXPIRED_WAITS, params)).all()]
 

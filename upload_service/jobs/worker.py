@@ -295,6 +295,7 @@ class Worker:
                     JobKind.CLASSIFY,
                     window_s=self._retry_window_s,
                     limit=MAX_EXPIRED_BATCH,
+                    include_untried=self._breaker.open_for_s >= self._retry_window_s,
                     now=now,
                 )
                 for job in expired:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -31,7 +32,8 @@ from upload_service.classifier.client import GrpcClassifier
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.classifier.v1 import classifier_pb2
 from upload_service.jobs.breaker import CircuitBreaker
-from upload_service.jobs.queue import Backoff
+from upload_service.jobs.leases import expired_waits
+from upload_service.jobs.queue import Backoff, utc_now
 from upload_service.main import create_app
 from upload_service.storage.local import LocalStorage
 
@@ -217,6 +219,25 @@ async def test_the_retry_window_ends_the_wait_while_the_breaker_holds_the_jobs_b
     events = [json.loads(request.body) for request in receiver.requests]
     assert sorted(event["doc_id"] for event in events) == sorted(item.doc_id for item in items)
     assert {event["event"] for event in events} == {"document.failed"}
+
+
+async def test_a_job_never_tried_counts_as_waiting_only_once_the_outage_lasted_the_window(
+    pg_sessions: Sessions, storage: LocalStorage
+) -> None:
+    # Due for two hours but never tried: an old backlog, not yet proof of a long outage.
+    item = await store_document(pg_sessions, storage, b"%PDF-1.4 x")
+    later = utc_now() + timedelta(hours=2)
+    async with pg_sessions() as session, session.begin():
+        conn = await session.connection()
+        young_outage = await expired_waits(
+            conn, "classify", window_s=3600, limit=10, include_untried=False, now=later
+        )
+        long_outage = await expired_waits(
+            conn, "classify", window_s=3600, limit=10, include_untried=True, now=later
+        )
+
+    assert young_outage == []
+    assert [job.doc_id for job in long_outage] == [item.doc_id]
 
 
 async def test_resource_exhausted_is_waited_out_and_the_breaker_spares_the_classifier(
