@@ -13,7 +13,9 @@
 - The current correlation id travels as `x-correlation-id` metadata.
 - Status codes map to domain errors by whose fault they are. The classifier's absence:
   UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED → `ClassifierUnavailable`, DEADLINE_EXCEEDED →
-  `ClassifierTimeout` (the queue waits for it without counting attempts). The document:
+  `ClassifierTimeout` (the queue waits for it without counting attempts; our server answers
+  INTERNAL before the deadline when a document is merely slow, so this means hung or out of
+  reach). The document:
   INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE → `ClassifierRejected` (no retry). Anything
   else (INTERNAL, UNKNOWN, …: the classifier crashed on it) → `ClassifierFailed`, a counted
   attempt; so is an answer outside the schema (`ClassifierAnswerInvalid`, from `Classification`).

@@ -6,6 +6,11 @@ stopping. Each classification is counted per document id in `ClassifierServicer.
 `--count-file PATH` (or `CLASSIFIER_COUNT_FILE`), appended to that file as one line, so tests of
 "classified exactly once" can read the count from another process.
 
+A classification is bounded by the caller's deadline, less a margin for the answer's way back:
+past it the servicer answers INTERNAL ("did not finish before the caller's deadline"), so the
+caller learns that this document is too slow for it (a failed attempt) instead of meeting its own
+deadline, which it must read as the classifier being unreachable or hung.
+
     python -m upload_service.classifier.server --port 50051 [--host 127.0.0.1] [--count-file F]
 """
 
@@ -48,6 +53,10 @@ SERVER_OPTIONS: Final = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
 ]
 
+# At most this much, and at most a tenth of the call, is kept for the answer to reach the caller.
+DEADLINE_MARGIN_S: Final = 0.5
+OVERRUN_MESSAGE: Final = "The classifier did not finish before the caller's deadline"
+
 ServicerContext = grpc.aio.ServicerContext[
     classifier_pb2.ClassifyRequest, classifier_pb2.ClassifyResponse
 ]
@@ -80,7 +89,13 @@ class ClassifierServicer(classifier_pb2_grpc.DocumentClassifierServicer):
             doc = _document(first.document)
             self.correlation_ids[doc.doc_id] = correlation_id
             try:
-                result = await self.classifier.classify(doc, _content_of(request_iterator))
+                async with asyncio.timeout(_work_bound_s(context)) as bound:
+                    result = await self.classifier.classify(doc, _content_of(request_iterator))
+            except TimeoutError:
+                if not bound.expired():
+                    raise
+                logger.warning("classify %s: %s", doc.doc_id, OVERRUN_MESSAGE)
+                await context.abort(grpc.StatusCode.INTERNAL, OVERRUN_MESSAGE)
             except ClassifierError as exc:
                 logger.warning("classify %s failed: %s", doc.doc_id, exc.message)
                 await context.abort(_status_of(exc), exc.message)
@@ -203,6 +218,14 @@ def _document(info: classifier_pb2.DocumentInfo) -> DocumentToClassify:
         size_bytes=info.size_bytes,
         sha256=info.sha256,
     )
+
+
+def _work_bound_s(context: ServicerContext) -> float | None:
+    """How long the classification may take and still be answered within the caller's deadline."""
+    remaining = context.time_remaining()
+    if remaining is None:
+        return None
+    return max(0.0, remaining - min(DEADLINE_MARGIN_S, remaining / 10))
 
 
 def _metadata_value(context: ServicerContext, key: str) -> str | None:

@@ -54,6 +54,7 @@ class CircuitBreaker:
         self._failures = 0
         self._probes = 0
         self._probe_at: float | None = None
+        self._opened_at: float | None = None
         self._opened = asyncio.Event()
 
     @property
@@ -78,11 +79,17 @@ class CircuitBreaker:
         self._probes = 0
         self._probe_at = None
 
+    @property
+    def open_for_s(self) -> float:
+        """How long the breaker has been open; 0 while closed."""
+        return 0.0 if self._opened_at is None else self._clock() - self._opened_at
+
     def record_unavailable(self) -> bool:
         """The dependency was unavailable for a call; True when this opened the breaker."""
         self._failures += 1
         if self.is_open or self._failures < self._threshold:
             return False
+        self._opened_at = self._clock()
         self._schedule_probe()
         return True
 
@@ -90,6 +97,7 @@ class CircuitBreaker:
         """The probe found the dependency back: calls go through again."""
         self._failures = 0
         self._probe_at = None
+        self._opened_at = None
 
     def probe_failed(self) -> None:
         """The probe found it still down: the next probe comes later."""

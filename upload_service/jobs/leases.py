@@ -10,7 +10,9 @@ Every state change after the claim is conditional on `locked_by` still naming th
 job still `running`: a worker that lost its lease can never overwrite the new owner's outcome.
 A failed attempt is retried (`schedule_retry`, it counts) or, when a dependency was unavailable,
 deferred (`defer_job`: the attempt is given back and `unavailable_since` remembers when the wait
-began, for the retry window).
+began, for the retry window). A job that waited longer than that window while the classifier's
+breaker kept it out of the claim is ended where it lies in the queue (`expired_waits`,
+`give_up_waiting`).
 Times are the workers' clocks (UTC), compared with a lease measured in tens of seconds.
 """
 
@@ -21,7 +23,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Update, bindparam, func, select, update
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Row,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 
 from upload_service.jobs.queue import JOBS, Database, JobStatus, utc_now
 
@@ -168,6 +182,37 @@ _WAKE_WAITING = (
         _c.run_at > bindparam("now"),
     )
     .values(run_at=bindparam("now"), updated_at=bindparam("now"))
+    .returning(_c.id)
+)
+# A job the open breaker held back before it was ever tried has waited since it became due, but
+# only counts once the breaker itself has been open for the whole window: a backlog that is
+# merely old (a slow classifier, then a blip) is not an outage of that length.
+_waiting_since = func.coalesce(_c.unavailable_since, _c.run_at)
+_EXPIRED_WAITS: Select[Any] = (
+    select(*_CLAIMED_COLUMNS)
+    .where(
+        _c.status == JobStatus.QUEUED.value,
+        _c.kind == bindparam("waiting_kind"),
+        or_(
+            _c.unavailable_since <= bindparam("cutoff"),
+            and_(
+                _c.unavailable_since.is_(None),
+                bindparam("include_untried", type_=Boolean),
+                _c.run_at <= bindparam("cutoff"),
+            ),
+        ),
+    )
+    .order_by(_waiting_since)
+    .limit(bindparam("limit"))
+    # Rows another worker is claiming or ending right now are skipped, not waited for.
+    .with_for_update(skip_locked=True)
+)
+_GIVE_UP = (
+    update(JOBS)
+    .where(_c.id == bindparam("job_id"), _c.status == JobStatus.QUEUED.value)
+    .values(
+        status=JobStatus.FAILED.value, last_error=bindparam("error"), updated_at=bindparam("now")
+    )
     .returning(_c.id)
 )
 _FAIL = (
@@ -330,6 +375,38 @@ async def wake_waiting(db: Database, kind: str, *, now: datetime | None = None) 
     """Make every `kind` job waiting for its dependency due now (the dependency is back)."""
     params = {"waiting_kind": kind, "now": now or utc_now()}
     return list((await db.execute(_WAKE_WAITING, params)).scalars())
+
+
+async def expired_waits(
+    db: Database,
+    kind: str,
+    *,
+    window_s: float,
+    limit: int,
+    include_untried: bool,
+    now: datetime | None = None,
+) -> list[ClaimedJob]:
+    """Queued `kind` jobs that have waited for their dependency longer than `window_s`, locked
+    until the end of the transaction (SQLite: `give_up_waiting` re-checks they are queued).
+
+    `include_untried`: also jobs never tried (the breaker held them back from the start), due
+    for longer than the window; only when the outage has lasted that long.
+    """
+    params = {
+        "waiting_kind": kind,
+        "cutoff": (now or utc_now()) - timedelta(seconds=window_s),
+        "limit": limit,
+        "include_untried": include_untried,
+    }
+    return [_claimed(row) for row in (await db.execute(_EXPIRED_WAITS, params)).all()]
+
+
+async def give_up_waiting(
+    db: Database, job: ClaimedJob, *, error: str, now: datetime | None = None
+) -> bool:
+    """End a queued job as failed with its error; False if it is no longer queued."""
+    params = {"job_id": job.id, "now": now or utc_now(), "error": error[:MAX_ERROR_CHARS]}
+    return (await db.execute(_GIVE_UP, params)).first() is not None
 
 
 async def mark_failed(

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from tests.fixtures.classifier import (
+    NEVER_ANSWERS,
     ClassifierProcess,
     free_port,
     scripted_classifier,
@@ -50,7 +51,7 @@ async def chunks_of(content: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 class SleepingClassifier:
-    """Never answers: the handler sleeps until the call is cancelled."""
+    """Never finishes a document: it sleeps until it is cancelled."""
 
     async def classify(self, doc: DocumentToClassify, content: Content) -> Classification:
         await asyncio.sleep(60)
@@ -136,14 +137,28 @@ async def test_correlation_id_arrives_as_metadata(in_process_server: RunningServ
 
 
 async def test_deadline_fires_against_a_server_that_never_answers() -> None:
+    sample = sample_documents()[0]
+    async with scripted_classifier(NEVER_ANSWERS) as (target, _):
+        grpc_classifier = GrpcClassifier(target, timeout_s=0.3)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ClassifierTimeout):
+                await grpc_classifier.classify(describe(sample), sample.content)
+            assert time.monotonic() - started < 3
+        finally:
+            await grpc_classifier.aclose()
+
+
+async def test_a_document_the_server_cannot_finish_in_time_is_its_failure_not_an_outage() -> None:
     running = await serve(0, classifier=SleepingClassifier())
-    grpc_classifier = GrpcClassifier(running.target, timeout_s=0.3)
+    timeout_s = 2.0
+    grpc_classifier = GrpcClassifier(running.target, timeout_s=timeout_s)
     sample = sample_documents()[0]
     try:
         started = time.monotonic()
-        with pytest.raises(ClassifierTimeout):
+        with pytest.raises(ClassifierFailed, match="did not finish before the caller's deadline"):
             await grpc_classifier.classify(describe(sample), sample.content)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < timeout_s
     finally:
         await grpc_classifier.aclose()
         await running.stop(grace=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.fixtures.app import MakeSettings, MakeToken, running_app
 from tests.fixtures.classifier import (
+    NEVER_ANSWERS,
     ClassifierProcess,
     free_port,
     scripted_classifier,
@@ -26,9 +26,7 @@ from tests.integration.jobs.support import (
     wait_for_job,
 )
 from tests.samples import sample_documents
-from upload_service.classifier.base import Classification, Content, DocumentToClassify
 from upload_service.classifier.client import GrpcClassifier
-from upload_service.classifier.server import serve
 from upload_service.classifier.v1 import classifier_pb2
 from upload_service.jobs.queue import Backoff
 from upload_service.main import create_app
@@ -131,53 +129,38 @@ async def test_classifier_outage_retries_then_completes_when_it_returns(
         server.stop()
 
 
-class SilentClassifier:
-    """Never answers (until the call is cancelled)."""
-
-    async def classify(self, doc: DocumentToClassify, content: Content) -> Classification:
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
-
-    async def check(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-
 async def test_a_classifier_that_never_answers_is_waited_for_until_the_retry_window_ends(
     pg_sessions: Sessions, storage: LocalStorage, make_settings: MakeSettings
 ) -> None:
-    running = await serve(0, classifier=SilentClassifier())
-    classifier = GrpcClassifier(running.target, timeout_s=0.3)
-    try:
-        item = await store_document(
-            pg_sessions, storage, b"%PDF-1.4 x", max_attempts=2, correlation_id="corr-deadline"
-        )
-        assert item.task_id is not None
-        settings = make_settings(job_retry_window_s=2.0)
-        backoff = Backoff(base_s=0.2, cap_s=0.5)
-        async with running_worker(pg_sessions, storage, classifier, settings, backoff=backoff):
-            first = await wait_for_job(
-                pg_sessions, item.task_id, lambda job: job.last_error is not None
+    async with scripted_classifier(NEVER_ANSWERS) as (target, servicer):
+        classifier = GrpcClassifier(target, timeout_s=0.3)
+        try:
+            item = await store_document(
+                pg_sessions, storage, b"%PDF-1.4 x", max_attempts=2, correlation_id="corr-deadline"
             )
-            # A deadline is the classifier's absence: no attempt spent, the document waits.
-            assert (first.status, first.attempts) == ("queued", 0)
-            assert first.last_error is not None
-            assert first.last_error.startswith("CLASSIFIER_TIMEOUT")
-            job = await wait_for_job(pg_sessions, item.task_id, finished)
-        assert (job.status, job.attempts) == ("failed", 1)
-        document = await get_document(pg_sessions, item.doc_id)
-        assert document.status == "failed"
-        assert document.error is not None
-        assert "CLASSIFIER_TIMEOUT" in document.error["message"]
-        assert "JOB_RETRY_WINDOW_S" in document.error["message"]
-        assert (await get_job(pg_sessions, item.task_id)).locked_by is None
-        # The call carried the upload's correlation id as gRPC metadata.
-        assert running.servicer.correlation_ids[item.doc_id] == "corr-deadline"
-    finally:
-        await classifier.aclose()
-        await running.stop(grace=0)
+            assert item.task_id is not None
+            settings = make_settings(job_retry_window_s=2.0)
+            backoff = Backoff(base_s=0.2, cap_s=0.5)
+            async with running_worker(pg_sessions, storage, classifier, settings, backoff=backoff):
+                first = await wait_for_job(
+                    pg_sessions, item.task_id, lambda job: job.last_error is not None
+                )
+                # A deadline is the classifier's absence: no attempt spent, the document waits.
+                assert (first.status, first.attempts) == ("queued", 0)
+                assert first.last_error is not None
+                assert first.last_error.startswith("CLASSIFIER_TIMEOUT")
+                job = await wait_for_job(pg_sessions, item.task_id, finished)
+            assert (job.status, job.attempts) == ("failed", 1)
+            document = await get_document(pg_sessions, item.doc_id)
+            assert document.status == "failed"
+            assert document.error is not None
+            assert "CLASSIFIER_TIMEOUT" in document.error["message"]
+            assert "JOB_RETRY_WINDOW_S" in document.error["message"]
+            assert (await get_job(pg_sessions, item.task_id)).locked_by is None
+        finally:
+            await classifier.aclose()
+    # The calls carried the upload's correlation id as gRPC metadata.
+    assert set(servicer.correlation_ids) == {"corr-deadline"}
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -30,7 +31,9 @@ from tests.samples import sample_documents
 from upload_service.classifier.client import GrpcClassifier
 from upload_service.classifier.reference import InProcessClassifier
 from upload_service.classifier.v1 import classifier_pb2
-from upload_service.jobs.queue import Backoff
+from upload_service.jobs.breaker import CircuitBreaker
+from upload_service.jobs.leases import expired_waits
+from upload_service.jobs.queue import Backoff, utc_now
 from upload_service.main import create_app
 from upload_service.storage.local import LocalStorage
 
@@ -161,6 +164,80 @@ async def test_the_wait_ends_after_the_retry_window_with_a_clear_error(
     assert document.status == "failed"
     assert document.error is not None
     assert "JOB_RETRY_WINDOW_S" in document.error["message"]
+
+
+async def test_the_retry_window_ends_the_wait_while_the_breaker_holds_the_jobs_back(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    receiver: WebhookReceiver,
+) -> None:
+    documents = 5
+    items = [
+        await store_document(pg_sessions, storage, b"%PDF-1.4 x", max_attempts=5)
+        for _ in range(documents)
+    ]
+    settings = make_settings(
+        job_retry_window_s=1.0,
+        notification_url=receiver.url,
+        notification_secret="webhook-secret",
+    )
+    # Nothing listens there: every call is unavailable and every health probe fails.
+    classifier = GrpcClassifier(f"127.0.0.1:{free_port()}", timeout_s=2)
+    try:
+        async with running_worker(
+            pg_sessions,
+            storage,
+            classifier,
+            settings,
+            concurrency=2,
+            breaker=CircuitBreaker(probe_base_s=0.1, probe_cap_s=0.5),
+        ):
+            jobs = await wait_for(
+                lambda: jobs_of(pg_sessions, kind="classify"),
+                lambda jobs: all(finished(job) for job in jobs),
+                timeout_s=15,
+            )
+            await wait_for(
+                lambda: asyncio.sleep(0, len(receiver.requests)),
+                lambda count: count >= documents,
+                timeout_s=10,
+            )
+    finally:
+        await classifier.aclose()
+
+    for job in jobs:
+        assert job.status == "failed"
+        assert job.last_error is not None
+        assert job.last_error.startswith("CLASSIFIER_UNAVAILABLE")
+        assert "s of waiting (JOB_RETRY_WINDOW_S)" in job.last_error
+    for item in items:
+        document = await get_document(pg_sessions, item.doc_id)
+        assert document.status == "failed"
+        assert document.error is not None
+        assert "JOB_RETRY_WINDOW_S" in document.error["message"]
+    events = [json.loads(request.body) for request in receiver.requests]
+    assert sorted(event["doc_id"] for event in events) == sorted(item.doc_id for item in items)
+    assert {event["event"] for event in events} == {"document.failed"}
+
+
+async def test_a_job_never_tried_counts_as_waiting_only_once_the_outage_lasted_the_window(
+    pg_sessions: Sessions, storage: LocalStorage
+) -> None:
+    # Due for two hours but never tried: an old backlog, not yet proof of a long outage.
+    item = await store_document(pg_sessions, storage, b"%PDF-1.4 x")
+    later = utc_now() + timedelta(hours=2)
+    async with pg_sessions() as session, session.begin():
+        conn = await session.connection()
+        young_outage = await expired_waits(
+            conn, "classify", window_s=3600, limit=10, include_untried=False, now=later
+        )
+        long_outage = await expired_waits(
+            conn, "classify", window_s=3600, limit=10, include_untried=True, now=later
+        )
+
+    assert young_outage == []
+    assert [job.doc_id for job in long_outage] == [item.doc_id]
 
 
 async def test_resource_exhausted_is_waited_out_and_the_breaker_spares_the_classifier(

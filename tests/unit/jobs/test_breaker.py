@@ -94,3 +94,14 @@ async def test_waiting_for_a_probe_returns_once_open_and_due() -> None:
     assert not waiting.done()  # closed: nothing to probe
     breaker.record_unavailable()
     await asyncio.wait_for(waiting, 2)
+
+
+def test_it_knows_how_long_it_has_been_open(breaker: CircuitBreaker, clock: Clock) -> None:
+    assert breaker.open_for_s == 0.0
+    for _ in range(3):
+        breaker.record_unavailable()
+    clock.now += 7.5
+    breaker.probe_failed()
+    assert breaker.open_for_s == 7.5  # since it opened, not since the last probe
+    breaker.probe_passed()
+    assert breaker.open_for_s == 0.0
