@@ -13,9 +13,8 @@ A job whose classifier or webhook receiver is unavailable waits for it (deferred
 given back) for up to `JOB_RETRY_WINDOW_S`. The classifier sits behind a circuit breaker: after a
 few unavailable calls in a row the worker stops claiming classify jobs and a probe task runs the
 classifier's health check, less and less often; when it passes, every classify job waiting for
-the classifier is made due at once, and claiming resumes. While it stays open, the classify jobs
-that have waited longer than `JOB_RETRY_WINDOW_S` are failed where they lie in the queue (checked
-after a failed probe, at most every `EXPIRED_WAITS_CHECK_S`), as a claimed one would be.
+the classifier is made due at once, and claiming resumes; while it stays open, classify jobs that
+have waited past the window are failed where they lie (`classifier_probe.py`).
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ import logging
 import os
 import random
 import socket
-import time
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -36,9 +34,9 @@ from ulid import ULID
 
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
-from upload_service.errors import ClassifierUnavailable
 from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
 from upload_service.jobs.classification import documents_requeued, prepare_claimed
+from upload_service.jobs.classifier_probe import ClassifierProbe, gave_up
 from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError
 from upload_service.jobs.handlers import (
     FAILURE_EFFECTS,
@@ -52,15 +50,12 @@ from upload_service.jobs.leases import (
     ClaimedJob,
     claim_jobs,
     defer_job,
-    expired_waits,
-    give_up_waiting,
     mark_failed,
     mark_succeeded,
     release_jobs,
     renew_leases,
     requeue_expired,
     schedule_retry,
-    wake_waiting,
 )
 from upload_service.jobs.queue import Backoff, JobKind, utc_now
 from upload_service.jobs.scheduler import JanitorScheduler
@@ -74,9 +69,6 @@ MAX_CLAIM_BATCH = 10
 MAX_COMMIT_BATCH = 50
 MAX_DB_ERROR_PAUSE_S = 5.0
 RELEASE_TIMEOUT_S = 5.0
-PROBE_TIMEOUT_S = 5.0
-EXPIRED_WAITS_CHECK_S = 2.0
-MAX_EXPIRED_BATCH = 100
 
 
 def engine_of(sessions: async_sessionmaker[AsyncSession]) -> AsyncEngine:
@@ -121,7 +113,6 @@ class Worker:
         # Core statements on the engine, not ORM sessions: at hundreds of jobs a second the
         # session machinery costs more than the statements themselves (measured).
         self._engine = engine_of(sessions)
-        self._classifier = classifier
         self._breaker = breaker or CircuitBreaker()
         self._ctx = HandlerContext(
             engine=self._engine,
@@ -147,7 +138,14 @@ class Worker:
         self._dispatcher: asyncio.Task[None] | None = None
         self._housekeeper: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
-        self._expired_checked_at: float | None = None
+        self._probe = ClassifierProbe(
+            self._breaker,
+            classifier,
+            self._ctx,
+            retry_window_s=self._retry_window_s,
+            on_back=self._wake.set,
+            worker_id=self.worker_id,
+        )
         self._janitor_schedule = (
             JanitorScheduler(self._engine, settings.janitor_interval_s, check_s=janitor_check_s)
             if settings.janitor_interval_s > 0
@@ -165,7 +163,7 @@ class Worker:
             raise RuntimeError("the worker is already started")
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="job-leases")
-        self._prober = asyncio.create_task(self._probe_loop(), name="classifier-probe")
+        self._prober = asyncio.create_task(self._probe.run(), name="classifier-probe")
         if self._janitor_schedule is not None:
             self._janitor_schedule.start()
         logger.info("worker %s started (concurrency %d)", self.worker_id, self._concurrency)
@@ -254,65 +252,6 @@ class Worker:
     async def _pause(self, seconds: float) -> None:
         with suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
-
-    async def _probe_loop(self) -> None:
-        while True:
-            await self._breaker.wait_for_probe()
-            try:
-                async with asyncio.timeout(PROBE_TIMEOUT_S):
-                    await self._classifier.check()
-            except Exception as exc:
-                self._breaker.probe_failed()
-                logger.info("classifier still unavailable (%s)", type(exc).__name__)
-                await self._end_expired_waits()
-                continue
-            self._breaker.probe_passed()
-            try:
-                async with self._engine.begin() as conn:
-                    woken = await wake_waiting(conn, JobKind.CLASSIFY)
-            except Exception:
-                # Not fatal: they run when their own backoff ends.
-                logger.exception("worker %s could not wake the waiting jobs", self.worker_id)
-                woken = []
-            logger.warning("the classifier is back; %d waiting job(s) due now", len(woken))
-            self._wake.set()
-
-    async def _end_expired_waits(self) -> None:
-        """Fail the classify jobs the open breaker held back past the retry window."""
-        checked_at = time.monotonic()
-        last = self._expired_checked_at
-        if last is not None and checked_at - last < EXPIRED_WAITS_CHECK_S:
-            return
-        self._expired_checked_at = checked_at
-        reason = describe_error(ClassifierUnavailable())
-        failure_effects = FAILURE_EFFECTS[JobKind.CLASSIFY]
-        ended: list[tuple[ClaimedJob, str]] = []
-        now = utc_now()
-        try:
-            async with self._engine.begin() as conn:
-                expired = await expired_waits(
-                    conn,
-                    JobKind.CLASSIFY,
-                    window_s=self._retry_window_s,
-                    limit=MAX_EXPIRED_BATCH,
-                    include_untried=self._breaker.open_for_s >= self._retry_window_s,
-                    now=now,
-                )
-                for job in expired:
-                    waited_s = (now - (job.unavailable_since or job.run_at)).total_seconds()
-                    message = _gave_up(reason, waited_s)
-                    if await give_up_waiting(conn, job, error=message, now=now):
-                        await failure_effects(self._ctx, job, message)(conn)
-                        ended.append((job, message))
-        except Exception:
-            # Not fatal: the next failed probe tries again.
-            logger.exception("worker %s could not end the expired waits", self.worker_id)
-            return
-        for job, message in ended:
-            logger.error(
-                "job %s (%s) failed while the breaker was open: %s", job.id, job.kind, message
-            )
-            record_job(job.kind, "failed")
 
     async def _housekeeping_loop(self) -> None:
         while True:
@@ -452,7 +391,7 @@ class Worker:
         waited_s = (now - (job.unavailable_since or now)).total_seconds()
         if waited_s >= self._retry_window_s:
             logger.error("job %s (%s) gave up after %.0fs: %s", job.id, job.kind, waited_s, message)
-            await self._fail(job, _gave_up(message, waited_s))
+            await self._fail(job, gave_up(message, waited_s))
             return
         delay_s = self._backoff.wait_s(waited_s, asked_s=asked_s)
         logger.warning(
@@ -481,10 +420,6 @@ class Worker:
             if failure_effects is not None:
                 await failure_effects(self._ctx, job, message)(conn)
         record_job(job.kind, "failed")
-
-
-def _gave_up(message: str, waited_s: float) -> str:
-    return f"{message}; gave up after {waited_s:.0f} s of waiting (JOB_RETRY_WINDOW_S)"
 
 
 async def _finish_or_cancel(
