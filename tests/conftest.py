@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.jwks",
     "tests.fixtures.redis_db",
+    "tests.fixtures.webhook",
 ]

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from tests.deploy_files import (
     only_container,
 )
 from tests.e2e.scrape import Samples, scraped
-from tests.fixtures.app import free_port
+from tests.fixtures.app import free_port, terminate
 from tests.fixtures.jwks import JwksServer, Keys, claims
 from tests.integration.jobs.support import WebhookReceiver, wait_for
 from tests.samples import TEXTS, pdf_bytes
@@ -64,14 +64,7 @@ class Container:
 
     def stop(self, timeout_s: float = 30.0) -> int:
         """SIGTERM, as the kubelet sends it; SIGKILL if it will not go."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return int(self.process.returncode)
+        return terminate(self.process, timeout_s)
 
 
 class Pod:
@@ -131,15 +124,6 @@ def shipped_bucket(s3_client: S3Client) -> Iterator[str]:
     for item in s3_client.list_objects_v2(Bucket=bucket).get("Contents", []):
         s3_client.delete_object(Bucket=bucket, Key=item["Key"])
     s3_client.delete_bucket(Bucket=bucket)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    """The webhook receiver NOTIFICATION_URL points at."""
-    receiver = WebhookReceiver()
-    await receiver.start()
-    yield receiver
-    await receiver.stop()
 
 
 @pytest.fixture
