@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     # object from the upload's start, so a long upload's fresh object can look old).
     janitor_settle_s: float = Field(default=60.0, ge=0)
 
+    # Resumable (tus) uploads: an unfinished one expires this long after its last PATCH, and
+    # one user may hold this many unfinished ones at once.
+    tus_upload_expiry_s: float = Field(default=86400.0, gt=0)
+    tus_max_open_uploads: int = Field(default=20, ge=1)
+
+    # Direct uploads to S3 (presigned); None means "on when STORAGE_BACKEND=s3".
+    direct_uploads: bool | None = None
+    direct_single_max_mb: int = Field(default=16, ge=1, le=5 * 1024)
+    direct_url_ttl_s: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+
+    # Event stream: how far back `Last-Event-ID` replays, and open streams per user.
+    events_retention_s: float = Field(default=3600.0, gt=0)
+    events_max_streams: int = Field(default=5, ge=1)
+
     # Every database connection one process may open, all its pools together.
     db_max_connections: int = Field(default=10, ge=2, le=1000)
 
@@ -184,6 +198,13 @@ class Settings(BaseSettings):
     @property
     def upload_buffer_budget_bytes(self) -> int:
         return self.upload_buffer_budget_mb * 1024 * 1024
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def direct_uploads_enabled(self) -> bool:
+        if self.direct_uploads is None:
+            return self.storage_backend == "s3"
+        return self.direct_uploads and self.storage_backend == "s3"
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from upload_service.storage.partial import PartialObjects
+
 
 @dataclass(frozen=True, slots=True)
 class ByteRange:
@@ -70,6 +72,11 @@ class Storage(Protocol):
 
     async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
         """Discard unfinished writes under `prefix` begun over `older_than` ago; count them."""
+        ...
+
+    @property
+    def partial_objects(self) -> PartialObjects:
+        """Where resumable uploads keep their bytes until they are finished (`partial.py`)."""
         ...
 
     async def check(self) -> None:
