@@ -83,9 +83,11 @@ class S3PartialObjects:
                     MultipartUpload={"Parts": [part.completed() for part in parts]},
                 )
         except Exception as exc:
-            # A finish repeated after a crash finds the upload completed and its tail gone.
-            if not _is_gone(exc) or not await self._holds(key, saved.size):
+            if not _is_gone(exc):
                 raise
+            # A finish repeated after a crash finds the upload completed and its tail gone.
+            if not await self._holds(key, saved.size):
+                raise FileNotFoundError(f"no partial object nor object under {key!r}") from exc
         try:
             await self._remove_tails(key)
         except Exception:
