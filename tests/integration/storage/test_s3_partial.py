@@ -174,6 +174,20 @@ async def test_offset_must_be_the_saved_one(s3_storage: S3Storage) -> None:
         await s3_storage.partial_objects.append(KEY, state, offset + 1)
 
 
+async def test_a_process_with_parts_shorter_than_the_saved_tail_refuses_to_append(
+    s3_storage: S3Storage, moto_server: str, s3_bucket: str
+) -> None:
+    offset, state = await upload(s3_storage, payload(6 * MIB), 6 * MIB)
+    small_parts = S3Storage(
+        s3_bucket, moto_server, TEST_REGION, BufferBudget(64 * MIB), part_size=MIN_PART_SIZE
+    )
+    try:
+        with pytest.raises(ValueError, match="part size"):
+            await small_parts.partial_objects.append(KEY, state, offset)
+    finally:
+        await small_parts.aclose()
+
+
 async def test_a_tail_object_that_changed_is_refused(
     s3_storage: S3Storage, s3_client: S3Client, s3_bucket: str
 ) -> None:
