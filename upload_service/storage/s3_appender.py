@@ -58,19 +58,31 @@ def crc32_base64(crc: int) -> str:
 async def read_tail_into(
     storage: S3Storage, segments: Iterable[TailSegment], buffer: bytearray, at: int
 ) -> None:
-    """Read the segments back, in order, into `buffer` from `at`; check each one's size and CRC."""
-    position = at
-    for segment in segments:
-        crc = 0
-        end = position + segment.size
-        async for chunk in storage.read(segment.key):
-            if position + len(chunk) > end:
-                raise ValueError(f"tail object {segment.key} is longer than saved")
-            buffer[position : position + len(chunk)] = chunk
-            crc = zlib.crc32(chunk, crc)
-            position += len(chunk)
-        if position != end or crc != segment.crc32:
-            raise ValueError(f"tail object {segment.key} differs from what was saved")
+    """Read the segments back into `buffer` from `at`, in order, all at once; check each one's
+    size and CRC32."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            position = at
+            for segment in segments:
+                group.create_task(_read_segment(storage, segment, buffer, position))
+                position += segment.size
+    except BaseExceptionGroup as failed:
+        # The first failure is the answer (a missing or changed tail); the rest were cancelled.
+        raise failed.exceptions[0] from None
+
+
+async def _read_segment(
+    storage: S3Storage, segment: TailSegment, buffer: bytearray, start: int
+) -> None:
+    crc, position, end = 0, start, start + segment.size
+    async for chunk in storage.read(segment.key):
+        if position + len(chunk) > end:
+            raise ValueError(f"tail object {segment.key} is longer than saved")
+        buffer[position : position + len(chunk)] = chunk
+        crc = zlib.crc32(chunk, crc)
+        position += len(chunk)
+    if position != end or crc != segment.crc32:
+        raise ValueError(f"tail object {segment.key} differs from what was saved")
 
 
 async def delete_objects(storage: S3Storage, keys: Iterable[str]) -> None:
