@@ -8,9 +8,10 @@ the bytes counted. Part numbers go on from the saved state, so a part that a los
 under the same number is simply replaced, and numbers never grow with resumes.
 
 Tail objects are never rewritten in place: the saved state must stay readable until the caller
-has stored the new one. Each save adds one segment; when small saves have piled up segments,
-the trailing ones are merged into the new one (each merge at least doubles a merged byte's
-segment, so a byte is rewritten a logarithmic number of times, never once per save).
+has stored the new one. Each save adds one segment, and takes into it the trailing segments
+smaller than itself (a rewritten byte's segment at least doubles, so rewrites stay few), or any
+while `MAX_TAIL_SEGMENTS` are named. A client's equal requests (1 MiB into 8 MiB parts) merge
+nothing; tiny ones merge like a counter in base 16, never rewriting the tail on every save.
 """
 
 from __future__ import annotations
@@ -178,10 +179,11 @@ class S3Appender:
     async def _write(self, chunk: bytes) -> None:
         position = self._tail_size + self._filled
         filled = self._filled + len(chunk)
+        # Few new bytes that leave the part unfilled stay the chunks they came in (no copy).
         if (
             self._buffer is None
             and filled <= SMALL_OBJECT_BYTES
-            and position + len(chunk) < (self._part_size)
+            and position + len(chunk) < self._part_size
         ):
             if filled > self._reservation.held:
                 await self._reservation.cover(filled)
