@@ -103,6 +103,45 @@ async def take_lease(
     )
 
 
+async def lease_to_append(
+    sessions: async_sessionmaker[AsyncSession],
+    upload_id: str,
+    owner: str,
+    holder: str,
+    *,
+    offset: int,
+) -> Upload | None:
+    """The owner's open, unexpired upload at `offset`, leased to `holder` in one statement;
+    None when any of that is not so (the caller looks again to say which)."""
+    now = utcnow()
+    async with database_required("leasing an upload"), sessions() as session:
+        row = (
+            await session.execute(
+                update(UPLOADS)
+                .where(
+                    _c.id == upload_id,
+                    _c.owner == owner,
+                    _c.state == OPEN,
+                    _c.offset == offset,
+                    _c.expires_at > now,
+                    _lease_free(now),
+                )
+                .values(
+                    locked_by=holder,
+                    locked_until=now + timedelta(seconds=LEASE_S),
+                    updated_at=now,
+                )
+                .returning(*UPLOADS.c)
+            )
+        ).first()
+        await session.commit()
+    if row is None:
+        return None
+    values = dict(row._mapping)
+    values["upload_metadata"] = values.pop("metadata")
+    return Upload(**values)
+
+
 async def renew_lease(
     sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str
 ) -> bool:

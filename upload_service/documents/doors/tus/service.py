@@ -155,20 +155,20 @@ async def append(
         raise UnsupportedMediaType()
     offset = parse_length(patch.offset, "Upload-Offset")
     checksum = parse_checksum(patch.checksum)
-    upload = await find_owned(ctx, upload_id, owner)
-    if upload.state != store.OPEN:
-        return await _append_to_finished(ctx, upload, offset)
-    if offset != upload.offset:
-        raise OffsetMismatch(upload.offset)
-    if patch.content_length is not None and offset + patch.content_length > upload.length:
-        raise TusRequestInvalid("The body goes past Upload-Length; nothing of it was kept")
     holder = new_holder()
-    if not await store.take_lease(
-        ctx.sessions, upload.id, holder, states=(store.OPEN,), offset=offset
-    ):
-        raise await _why_no_lease(ctx, upload_id, owner, offset)
-    async with holding(ctx.sessions, upload.id, holder) as lease:
-        upload = await _write(ctx, upload, lease, body, checksum)
+    # The common case in one statement: the caller's open upload, at this offset, now leased.
+    leased = await store.lease_to_append(ctx.sessions, upload_id, owner, holder, offset=offset)
+    if leased is None:
+        upload = await find_owned(ctx, upload_id, owner)  # 404, 410
+        if upload.state != store.OPEN:
+            return await _append_to_finished(ctx, upload, offset)
+        if offset != upload.offset:
+            raise OffsetMismatch(upload.offset)
+        raise UploadLocked()
+    async with holding(ctx.sessions, leased.id, holder) as lease:
+        if patch.content_length is not None and offset + patch.content_length > leased.length:
+            raise TusRequestInvalid("The body goes past Upload-Length; nothing of it was kept")
+        upload = await _write(ctx, leased, lease, body, checksum)
         if upload.offset == upload.length:
             upload = await complete(ctx, upload, lease)
     return upload
