@@ -168,10 +168,10 @@ def test_a_file_above_the_threshold_goes_over_tus_and_the_state_is_cleaned(
 def test_after_ctrl_c_the_same_command_continues_from_the_servers_offset(
     scene: Scene, tmp_path: Path
 ) -> None:
-    size = 24 * MIB
-    chunk = 64 * 1024  # Small chunks make the upload slow enough to interrupt part-way.
+    size = 10 * MIB
+    chunk = 128 * 1024  # Small chunks make the upload slow enough to interrupt part-way.
     path = a_pdf(tmp_path, size)
-    command = scene.command(path, extra=("--chunk-size", "64KiB"))
+    command = scene.command(path, extra=("--chunk-size", "128KiB"))
     first = scene.start(command)
     try:
         upload_url = scene.upload_url()
@@ -210,9 +210,9 @@ def test_after_ctrl_c_the_same_command_continues_from_the_servers_offset(
 def test_a_server_killed_and_restarted_mid_upload_is_ridden_out_by_the_same_run(
     scene: Scene, tmp_path: Path
 ) -> None:
-    size = 24 * MIB
+    size = 10 * MIB
     path = a_pdf(tmp_path, size)
-    running = scene.start(scene.command(path, extra=("--chunk-size", "64KiB")))
+    running = scene.start(scene.command(path, extra=("--chunk-size", "128KiB")))
     restarted: LiveServer | None = None
     try:
         upload_url = scene.upload_url()
