@@ -48,9 +48,13 @@ class FileChanged(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Pauses between consecutive failed attempts; their count bounds the attempts."""
+    """Pauses between consecutive failed attempts; their count bounds the attempts.
 
-    delays_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+    About a minute in all: long enough to ride out a server restarting or a network coming
+    back; past that the command ends, and running it again resumes.
+    """
+
+    delays_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0)
 
 
 @dataclass(frozen=True, slots=True)
