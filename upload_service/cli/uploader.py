@@ -160,6 +160,8 @@ class _Sender:
 
         def on_resume(offset: int) -> None:
             self._console.print(f"{path.name}: resuming from byte {offset} of {size}")
+            # Start the bar, and its speed, at the server's offset: those bytes were sent before.
+            self._progress.reset(task, completed=offset)
 
         hooks = ProgressHooks(
             on_offset=lambda offset: self._progress.update(task, completed=offset),
