@@ -94,10 +94,12 @@ def upload_files(
     wait_timeout_s: float = 300.0,
     tus: TusOptions | None = None,
     console: Console | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[UploadOutcome]:
     """Upload each file, showing progress; with `wait`, poll until each is classified.
 
     Ctrl-C ends the run: the file being sent is reported interrupted, the rest are not tried.
+    `transport` replaces the network (tests).
     """
     console = console or Console(stderr=True)
     tus = tus or TusOptions()
@@ -111,7 +113,9 @@ def upload_files(
         TimeRemainingColumn(),
     )
     with (
-        httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(60.0)) as client,
+        httpx.Client(
+            base_url=url, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
+        ) as client,
         Progress(*columns, console=console, transient=False) as progress,
     ):
         sender = _Sender(client, progress, console, tus)

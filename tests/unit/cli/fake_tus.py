@@ -65,8 +65,11 @@ class FakeTusServer:
         self.before_request: Callable[[httpx.Request], None] | None = None
         self._ids = itertools.count(1)
 
+    def transport(self) -> httpx.BaseTransport:
+        return _Unread(self)
+
     def client(self) -> httpx.Client:
-        return httpx.Client(transport=_Unread(self), base_url="http://fake.test")
+        return httpx.Client(transport=self.transport(), base_url="http://fake.test")
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
