@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from upload_service.config import ConfigurationError, Settings, get_settings
 
@@ -86,10 +88,24 @@ def _classifier_server(args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
-def _upload(args: argparse.Namespace, settings: Settings) -> int:
-    from pathlib import Path
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?)?b?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
-    from upload_service.cli.uploader import upload_files
+
+def byte_size(text: str) -> int:
+    """A positive size in bytes from `8MiB`, `512KiB`, `1048576` (an argparse type)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (say 8MiB, 512KiB or 1048576)")
+    size = int(float(match[1]) * _UNIT_BYTES[(match[2] or "")[:1].lower()])
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"not a positive size: {text!r}")
+    return size
+
+
+def _upload(args: argparse.Namespace, settings: Settings) -> int:
+    from upload_service.cli.resume_store import token_subject
+    from upload_service.cli.uploader import TusOptions, upload_files
     from upload_service.edge.auth import mint_token
 
     token = args.token
@@ -98,18 +114,28 @@ def _upload(args: argparse.Namespace, settings: Settings) -> int:
     if token is None:
         print("--token is required (no JWT_SECRET to mint one)", file=sys.stderr)
         return 2
+    tus = TusOptions(
+        mode="auto" if args.tus is None else "always" if args.tus else "never",
+        threshold=args.tus_threshold,
+        chunk_size=args.chunk_size,
+        state_dir=args.state_dir,
+        subject=token_subject(token),
+    )
     outcomes = upload_files(
         [Path(p) for p in args.files],
         url=args.url,
         token=token,
         wait=args.wait,
         wait_timeout_s=args.wait_timeout,
+        tus=tus,
     )
     for outcome in outcomes:
         if outcome.error:
             print(f"{outcome.path}\terror\t{outcome.error}", file=sys.stderr)
         else:
             print(f"{outcome.doc_id}\t{outcome.status}\t{outcome.path}")
+    if any(outcome.interrupted for outcome in outcomes):
+        return 130  # What a shell reports for a command ended by Ctrl-C.
     return 1 if any(outcome.error or outcome.status == "failed" for outcome in outcomes) else 0
 
 
@@ -164,6 +190,26 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("--sub", default="cli", help="user of the minted dev token")
     upload.add_argument("--wait", action="store_true", help="wait until each is classified")
     upload.add_argument("--wait-timeout", type=float, default=300.0)
+    door = upload.add_mutually_exclusive_group()
+    door.add_argument(
+        "--tus", dest="tus", action="store_true", default=None, help="always upload resumably (tus)"
+    )
+    door.add_argument("--no-tus", dest="tus", action="store_false", help="never use tus")
+    upload.add_argument(
+        "--tus-threshold",
+        type=byte_size,
+        default="8MiB",
+        help="files above this size go over tus, resumable (default 8MiB)",
+    )
+    upload.add_argument(
+        "--chunk-size", type=byte_size, default="8MiB", help="bytes per tus PATCH (default 8MiB)"
+    )
+    upload.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where unfinished uploads are remembered (default: $UPLOAD_SERVICE_STATE_DIR, "
+        "else $XDG_STATE_HOME/upload-service, else ~/.local/state/upload-service)",
+    )
     upload.set_defaults(run=_upload)
     return parser
 

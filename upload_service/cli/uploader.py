@@ -1,8 +1,9 @@
 """`upload-service upload`: stream files from disk to a running service, with progress bars.
 
-Each file is sent as a multipart body built around the open file, read in 1 MiB slices, so a
-file of any size costs the client one slice of memory; `Content-Length` is exact, so the server
-can refuse an oversized file before it is sent.
+A file above the tus threshold (or any, with `--tus`) goes over the resumable door: see
+`resumable.py`. Any other is sent as a multipart body built around the open file, read in 1 MiB
+slices, so a file of any size costs the client one slice of memory; `Content-Length` is exact,
+so the server can refuse an oversized file before it is sent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx
 from rich.console import Console
@@ -25,18 +27,34 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from upload_service.cli.outcomes import UploadOutcome, describe_error
+from upload_service.cli.resumable import ProgressHooks, upload_resumably
+from upload_service.cli.resume_store import LocalFile, ResumeStore, default_state_dir
+from upload_service.cli.tus_client import DEFAULT_CHUNK_SIZE, TusClient
+
+__all__ = ["SLICE", "TusOptions", "UploadOutcome", "describe_error", "upload_files"]
+
 SLICE = 1024 * 1024
 FINAL_STATUSES = frozenset({"complete", "failed"})
+# Below this a lost connection costs little to start over, and one request is quicker than two.
+DEFAULT_TUS_THRESHOLD = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
-class UploadOutcome:
-    """One file's result: a document id, or the service's error."""
+class TusOptions:
+    """When to use the resumable door, in what chunks, and where to remember unfinished uploads."""
 
-    path: Path
-    doc_id: str | None = None
-    status: str | None = None
-    error: str | None = None
+    mode: Literal["auto", "always", "never"] = "auto"
+    threshold: int = DEFAULT_TUS_THRESHOLD
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    state_dir: Path | None = None
+    subject: str = ""
+
+    def applies_to(self, size: int) -> bool:
+        """True when a file of `size` bytes goes over tus (an empty one never: none to resume)."""
+        if self.mode == "never" or size == 0:
+            return False
+        return self.mode == "always" or size > self.threshold
 
 
 def _quote(name: str) -> str:
@@ -67,15 +85,6 @@ def multipart_body(
     return len(head) + size + len(tail), stream()
 
 
-def describe_error(response: httpx.Response) -> str:
-    """`CODE: message` from the contract's envelope, or the bare status when there is none."""
-    try:
-        body = response.json()
-        return f"{body['error_code']}: {body['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}"
-
-
 def upload_files(
     paths: list[Path],
     *,
@@ -83,10 +92,17 @@ def upload_files(
     token: str,
     wait: bool = False,
     wait_timeout_s: float = 300.0,
+    tus: TusOptions | None = None,
     console: Console | None = None,
+    transport: httpx.BaseTransport | None = None,
 ) -> list[UploadOutcome]:
-    """Upload each file, showing progress; with `wait`, poll until each is classified."""
+    """Upload each file, showing progress; with `wait`, poll until each is classified.
+
+    Ctrl-C ends the run: the file being sent is reported interrupted, the rest are not tried.
+    `transport` replaces the network (tests).
+    """
     console = console or Console(stderr=True)
+    tus = tus or TusOptions()
     headers = {"Authorization": f"Bearer {token}"}
     outcomes: list[UploadOutcome] = []
     columns = (
@@ -97,22 +113,73 @@ def upload_files(
         TimeRemainingColumn(),
     )
     with (
-        httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(60.0)) as client,
+        httpx.Client(
+            base_url=url, headers=headers, timeout=httpx.Timeout(60.0), transport=transport
+        ) as client,
         Progress(*columns, console=console, transient=False) as progress,
     ):
+        sender = _Sender(client, progress, console, tus)
         for path in paths:
-            outcomes.append(_upload_one(client, progress, path))
+            try:
+                outcomes.append(sender.upload(path))
+            except KeyboardInterrupt:
+                outcomes.append(_interrupted(path, resumable=sender.resumable(path)))
+                return outcomes
         if wait:
             outcomes = [_wait_for(client, outcome, wait_timeout_s) for outcome in outcomes]
     return outcomes
 
 
-def _upload_one(client: httpx.Client, progress: Progress, path: Path) -> UploadOutcome:
-    if not path.is_file():
-        return UploadOutcome(path, error="not a readable file")
-    task: TaskID = progress.add_task(path.name, total=path.stat().st_size)
+def _interrupted(path: Path, *, resumable: bool) -> UploadOutcome:
+    hint = "run the same command again to resume" if resumable else "nothing was kept"
+    return UploadOutcome(path, error=f"interrupted: {hint}", interrupted=True)
+
+
+class _Sender:
+    """Sends each file through the door its size calls for, with a progress bar of its own."""
+
+    def __init__(
+        self, client: httpx.Client, progress: Progress, console: Console, tus: TusOptions
+    ) -> None:
+        self._client = client
+        self._progress = progress
+        self._console = console
+        self._tus = tus
+        self._tus_client = TusClient(client, chunk_size=tus.chunk_size)
+        self._store = ResumeStore(tus.state_dir or default_state_dir())
+
+    def resumable(self, path: Path) -> bool:
+        """True when an interrupted upload of `path` can be resumed by the next run."""
+        return path.is_file() and self._tus.applies_to(path.stat().st_size)
+
+    def upload(self, path: Path) -> UploadOutcome:
+        """One file's upload, over tus or multipart."""
+        if not path.is_file():
+            return UploadOutcome(path, error="not a readable file")
+        size = path.stat().st_size
+        task: TaskID = self._progress.add_task(path.name, total=size)
+        if not self._tus.applies_to(size):
+            return _upload_multipart(self._client, path, lambda n: self._progress.advance(task, n))
+        file = LocalFile.of(path, server=str(self._client.base_url), subject=self._tus.subject)
+
+        def on_resume(offset: int) -> None:
+            self._console.print(f"{path.name}: resuming from byte {offset} of {size}")
+            # Start the bar, and its speed, at the server's offset: those bytes were sent before.
+            self._progress.reset(task, completed=offset)
+
+        hooks = ProgressHooks(
+            on_offset=lambda offset: self._progress.update(task, completed=offset),
+            on_sent=lambda n: self._progress.advance(task, n),
+            on_resume=on_resume,
+        )
+        return upload_resumably(self._client, self._tus_client, self._store, file, hooks)
+
+
+def _upload_multipart(
+    client: httpx.Client, path: Path, on_sent: Callable[[int], None]
+) -> UploadOutcome:
     boundary = uuid.uuid4().hex
-    length, body = multipart_body(path, boundary, on_sent=lambda n: progress.advance(task, n))
+    length, body = multipart_body(path, boundary, on_sent=on_sent)
     try:
         response = client.post(
             "/v1/documents",
