@@ -161,6 +161,37 @@ async def test_tus_js_client_uploads_a_file(
     await assert_one_document(server.url, success["url"], token, file, pg_clean, backend)
 
 
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+async def test_tus_js_client_sends_data_with_creation_and_patches_as_overridden_posts(
+    live_server: Callable[..., LiveServer],
+    tus_env: dict[str, str],
+    backend: Backend,
+    pg_clean: AsyncEngine,
+    token: str,
+    tmp_path: Path,
+) -> None:
+    server = live_server(tus_env)
+    file = sample_pdf(tmp_path / "letter.pdf")
+    argv = node_argv(
+        f"{server.url}{TUS}",
+        file,
+        token,
+        chunk_size=4 * MIB,
+        retry_delays=[],
+        creation_with_upload=True,
+        override_patch_method=True,
+    )
+    client = run_client(argv, tmp_path / "node.log")
+
+    # The first 4 MiB come with the creation; the rest are POSTs that say they are PATCHes.
+    creation = next(e for e in client.of("response") if e["method"] == "POST")
+    assert (creation["status"], creation["offset"]) == (201, 4 * MIB)
+    patches = [e["offset"] for e in client.of("request") if e["method"] == "PATCH"]
+    assert patches == [4 * MIB, 8 * MIB]
+    [success] = client.of("success")
+    await assert_one_document(server.url, success["url"], token, file, pg_clean, backend)
+
+
 async def test_tuspy_uploads_with_checksums(
     live_server: Callable[..., LiveServer],
     tus_env: dict[str, str],

@@ -36,6 +36,8 @@ def node_argv(
     upload_url: str | None = None,
     delay_ms: int = 0,
     retry_delays: list[int] | None = None,
+    creation_with_upload: bool = False,
+    override_patch_method: bool = False,
 ) -> list[str]:
     """The command that runs tus-js-client on `file`; `chunk_size=None` sends one big chunk."""
     node = shutil.which("node")
@@ -48,6 +50,10 @@ def node_argv(
         argv += ["--upload-url", upload_url]
     if retry_delays is not None:
         argv += ["--retry-delays", json.dumps(retry_delays)]
+    if creation_with_upload:
+        argv.append("--creation-with-upload")
+    if override_patch_method:
+        argv.append("--override-patch-method")  # POST + X-HTTP-Method-Override: PATCH
     return argv
 
 
