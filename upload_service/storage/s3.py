@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef, ListObjectsV2OutputTypeDef
 
     from upload_service.config import Settings
+    from upload_service.storage.s3_partial import S3PartialObjects
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,7 @@ class S3Storage:
         # The probe has threads of its own so that it never queues behind busy uploads.
         self._probe_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-probe")
         self._background: set[asyncio.Future[None]] = set()
+        self._partial_objects: S3PartialObjects | None = None
         self._closed = False
 
     @classmethod
@@ -148,6 +150,16 @@ class S3Storage:
         if self._closed:
             raise RuntimeError("the storage is closed")
         return S3ObjectWriter(self, key, content_type)
+
+    @property
+    def partial_objects(self) -> S3PartialObjects:
+        """Resumable uploads' partial objects: multipart uploads on their final keys."""
+        if self._partial_objects is None:
+            # Imported here: the partial objects are built on this module, not the reverse.
+            from upload_service.storage.s3_partial import S3PartialObjects
+
+            self._partial_objects = S3PartialObjects(self)
+        return self._partial_objects
 
     async def read(
         self, key: str, byte_range: ByteRange | None = None
@@ -233,11 +245,14 @@ class S3Storage:
         except BotoCoreError as exc:
             raise StorageUnavailable(f"storage check failed ({type(exc).__name__})") from exc
 
-    async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
+    async def abort_incomplete_uploads(
+        self, older_than: timedelta, prefix: str = "", keep: Container[str] = frozenset()
+    ) -> int:
         """Abort multipart uploads idle for over `older_than` (for the janitor); count them.
 
         Idle since the latest part arrived, or since it began when no part did: a slow upload
-        still sending parts is alive however long ago it started.
+        still sending parts is alive however long ago it started. Uploads on a key in `keep`
+        (live resumable uploads, which may rest for hours between requests) are left alone.
         """
         cutoff = datetime.now(UTC) - older_than
 
@@ -255,7 +270,7 @@ class S3Storage:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for upload in page.get("Uploads", []):
                     initiated = upload.get("Initiated")
-                    if initiated is None or initiated >= cutoff:
+                    if initiated is None or initiated >= cutoff or upload["Key"] in keep:
                         continue
                     # Only uploads that began long ago pay for the listing of their parts.
                     if last_activity(upload["Key"], upload["UploadId"], initiated) >= cutoff:
