@@ -8,6 +8,7 @@ nothing else (no partial file, no open S3 multipart upload, no tail object).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -23,8 +24,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.e2e.tus_clients import ClientProcess, node_argv, run_client, tuspy_argv
+from tests.e2e.tus_clients import ClientProcess, Event, node_argv, run_client, tuspy_argv
 from tests.fixtures.app import TEST_SECRET, LiveServer, MakeToken, server_env
+from tests.fixtures.network import TcpProxy
 from tests.fixtures.s3 import TEST_REGION
 from upload_service.db.models import Document, Job
 
@@ -100,6 +102,19 @@ def tus_env(backend: Backend, pg_url: str, pg_clean: AsyncEngine) -> dict[str, s
 def token(make_token: MakeToken) -> str:
     """A user of the test's own, so no other test's unfinished uploads count against its cap."""
     return make_token(f"tus-{uuid.uuid4().hex[:12]}")
+
+
+def is_event(kind: str) -> Callable[[Event], bool]:
+    return lambda event: event["event"] == kind
+
+
+def patch_from(fraction: float) -> Callable[[Event], bool]:
+    """A PATCH about to be sent from `fraction` of the file or further."""
+    return lambda event: (
+        event["event"] == "request"
+        and event["method"] == "PATCH"
+        and event["offset"] >= fraction * FILE_SIZE
+    )
 
 
 def sample_pdf(path: Path, size: int = FILE_SIZE) -> Path:
@@ -222,53 +237,59 @@ async def test_upload_resumes_in_a_new_client_after_the_server_is_killed_at_40_p
 ) -> None:
     first = live_server(tus_env, argv=UVICORN_ARGV)
     file = sample_pdf(tmp_path / "contract.pdf")
-    # A slow client: 1 MiB PATCHes with a pause before each, no retries of its own.
-    slow = ClientProcess(
-        node_argv(f"{first.url}{TUS}", file, token, chunk_size=MIB, delay_ms=150, retry_delays=[]),
-        tmp_path / "node-first.log",
-    )
+    # A slow network between client and server (2 MiB/s): a 1 MiB PATCH is always on its way,
+    # so the kill lands in the middle of one, its lease held by the process that dies.
+    network = TcpProxy("127.0.0.1", first.port)
+    await network.start()
+    network.throttle_bytes_s = 2 * MIB
+    endpoint = f"http://127.0.0.1:{network.port}{TUS}"
     try:
-        url = slow.wait_for(lambda event: event["event"] == "url", timeout_s=30)["url"]
-        acknowledged = slow.wait_for(
-            lambda event: event["event"] == "chunk" and event["offset"] >= 0.4 * FILE_SIZE,
-            timeout_s=60,
-        )["offset"]
-        # The server dies with the client, mid-upload; nothing of either is left to help.
-        first.process.kill()
-    finally:
-        slow.kill()
-    first.process.wait(10)
-    assert acknowledged < FILE_SIZE
+        slow = ClientProcess(
+            node_argv(endpoint, file, token, chunk_size=MIB, retry_delays=[]),
+            tmp_path / "node-first.log",
+        )
+        try:
+            url = (await asyncio.to_thread(slow.wait_for, is_event("url"), 30))["url"]
+            await asyncio.to_thread(slow.wait_for, patch_from(0.4), 60)
+            await asyncio.sleep(0.25)  # Half of the 1 MiB this PATCH sends at 2 MiB/s.
+            # The server dies with the client; nothing of either is left to help.
+            first.process.kill()
+        finally:
+            slow.kill()
+        first.process.wait(10)
+        acknowledged = max(event["offset"] for event in slow.of("chunk"))
+        assert 0 < acknowledged < FILE_SIZE
 
-    # A new server process on the same database, storage and address (a restarted pod), and a
-    # new client that knows only the upload URL. A lock the dead server held may take the
-    # server a few seconds to release: tus-js-client retries 423 by itself.
-    (tmp_path / "second").mkdir()
-    argv = [part.replace("{port}", str(first.port)) for part in UVICORN_ARGV]
-    second = LiveServer(argv, server_env(tus_env), first.port, tmp_path / "second")
-    try:
-        second.wait_ready()
-        resumed = run_client(
-            node_argv(
-                f"{second.url}{TUS}",
+        # A new server process on the same database, storage and address (a restarted pod),
+        # and a new client that knows only the upload URL. The dead process's lease lapses
+        # within seconds: until then the server answers 423, which tus-js-client retries.
+        network.throttle_bytes_s = None
+        (tmp_path / "second").mkdir()
+        argv = [part.replace("{port}", str(first.port)) for part in UVICORN_ARGV]
+        second = LiveServer(argv, server_env(tus_env), first.port, tmp_path / "second")
+        try:
+            second.wait_ready()
+            argv = node_argv(
+                endpoint,
                 file,
                 token,
                 chunk_size=MIB,
                 upload_url=url,
                 retry_delays=[500, 1000, 2000, 3000, 5000, 8000],
-            ),
-            tmp_path / "node-second.log",
-        )
-        methods = [event["method"] for event in resumed.of("request")]
-        assert "POST" not in methods, "the new client must not create another upload"
-        first_patch = next(e for e in resumed.of("request") if e["method"] == "PATCH")
-        # Every byte the killed server acknowledged was durable; at most the chunk in flight
-        # was lost.
-        assert first_patch["offset"] >= acknowledged > 0
-        assert resumed.of("progress")[0]["offset"] >= acknowledged
-        await assert_one_document(second.url, url, token, file, pg_clean, backend)
+            )
+            resumed = await asyncio.to_thread(run_client, argv, tmp_path / "node-second.log")
+            requests = resumed.of("request")
+            assert "POST" not in [event["method"] for event in requests], "a new upload"
+            first_patch = next(event for event in requests if event["method"] == "PATCH")
+            # Every byte the killed server acknowledged was durable; the PATCH in flight at
+            # most is sent again.
+            assert first_patch["offset"] >= acknowledged
+            assert resumed.of("progress")[0]["offset"] >= acknowledged
+            await assert_one_document(second.url, url, token, file, pg_clean, backend)
+        finally:
+            second.stop()
     finally:
-        second.stop()
+        await network.stop()
 
 
 async def test_two_server_processes_serve_alternate_patches_of_one_upload(
