@@ -190,8 +190,9 @@ def node_upload(endpoint: str, path: Path, token: str, chunk: int) -> list[dict[
 @dataclass
 class ResumeCost:
     extra_bytes: int  # Sent through the proxy beyond an uncut upload of the same file.
-    resumed_at: int  # The offset the client continued from (its HEAD after the cut).
+    resumed_at: int  # The offset the client continued from (its last HEAD after the cut).
     cut_at: int  # About where in the file the connection was cut.
+    answers: str  # What the server answered from the cut on (HEADs, refusals, retries).
 
 
 def resume_cost(
@@ -216,13 +217,16 @@ def resume_cost(
         else:
             raise RuntimeError("the proxy never saw the marker to cut at")
         cut = proxy.bytes_up
-    heads = [i for i, event in enumerate(events) if event["event"] == "request"]
-    resumed = [
-        events[i + 1]["offset"]
-        for i in heads
-        if events[i]["method"] == "HEAD" and events[i + 1]["event"] == "response"
-    ]
-    return ResumeCost(cut - uncut, resumed[0] if resumed else -1, position)
+    answers = [event for event in events if event["event"] == "response"]
+    heads = [event["offset"] for event in answers if event["method"] == "HEAD"]
+    # From the first HEAD (the client's way back after the cut) to the next 204.
+    start = next((i for i, event in enumerate(answers) if event["method"] == "HEAD"), 0)
+    after: list[str] = []
+    for event in answers[start:]:
+        after.append(f"{event['method']} {event['status']}")
+        if event["status"] == 204:
+            break
+    return ResumeCost(cut - uncut, heads[-1] if heads else -1, position, ", ".join(after))
 
 
 def memory_growth(
@@ -450,7 +454,7 @@ def report(
     for name, cost in resume.items():
         print(
             f"{name:44} {cost.cut_at / MIB:7.2f}MiB {cost.resumed_at / MIB:7.2f}MiB"
-            f" {cost.extra_bytes / MIB:7.2f}MiB"
+            f" {cost.extra_bytes / MIB:7.2f}MiB  ({cost.answers})"
         )
 
     multipart = best["multipart_local"]
