@@ -189,7 +189,7 @@ def node_upload(endpoint: str, path: Path, token: str, chunk: int) -> list[dict[
 
 @dataclass
 class ResumeCost:
-    extra_bytes: int  # Sent through the proxy beyond an uncut upload of the same file.
+    extra_bytes: int  # File bytes sent beyond those of an uncut upload (request heads apart).
     resumed_at: int  # The offset the client continued from (its last HEAD after the cut).
     cut_at: int  # About where in the file the connection was cut.
     answers: str  # What the server answered from the cut on (HEADs, refusals, retries).
@@ -202,7 +202,7 @@ def resume_cost(
     content = path.read_bytes()
     with proxy_to(service_port, loop) as proxy:
         endpoint = f"http://127.0.0.1:{proxy.port}{TUS}"
-        node_upload(endpoint, path, token, chunk)
+        uncut_events = node_upload(endpoint, path, token, chunk)
         uncut = proxy.bytes_up
         # Cut inside the PATCH that holds the middle of the file, a third of a chunk in; the
         # marker is 16 random bytes of the file there. Should the marker straddle two reads of
@@ -217,6 +217,12 @@ def resume_cost(
         else:
             raise RuntimeError("the proxy never saw the marker to cut at")
         cut = proxy.bytes_up
+    # The extra requests' heads (a HEAD, the repeated PATCH) are not file bytes sent again.
+    requests, uncut_requests = (
+        sum(event["event"] == "request" for event in run) for run in (events, uncut_events)
+    )
+    head_bytes = (uncut - len(content)) / uncut_requests
+    extra = round(cut - uncut - (requests - uncut_requests) * head_bytes)
     answers = [event for event in events if event["event"] == "response"]
     heads = [event["offset"] for event in answers if event["method"] == "HEAD"]
     # From the first HEAD (the client's way back after the cut) to the next 204.
@@ -226,7 +232,7 @@ def resume_cost(
         after.append(f"{event['method']} {event['status']}")
         if event["status"] == 204:
             break
-    return ResumeCost(cut - uncut, heads[-1] if heads else -1, position, ", ".join(after))
+    return ResumeCost(extra, heads[-1] if heads else -1, position, ", ".join(after))
 
 
 def memory_growth(

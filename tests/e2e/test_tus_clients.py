@@ -48,7 +48,6 @@ FILE_SIZE = 12 * MIB  # Two S3 parts of at least 5 MiB and a tail, or twelve 1 M
 class Backend:
     """The storage the servers of one test share, and how to list what it holds."""
 
-    name: str
     env: dict[str, str]
     stored: Callable[[], list[str]]  # Every object or file, and every open multipart upload.
 
@@ -61,7 +60,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         def files() -> list[str]:
             return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
 
-        return Backend("local", {"STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(root)}, files)
+        return Backend({"STORAGE_BACKEND": "local", "LOCAL_STORAGE_DIR": str(root)}, files)
     moto_server: str = request.getfixturevalue("moto_server")
     bucket: str = request.getfixturevalue("s3_bucket")
     s3: S3Client = request.getfixturevalue("s3_client")
@@ -77,7 +76,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         "S3_ENDPOINT_URL": moto_server,
         "S3_REGION": TEST_REGION,
     }
-    return Backend("s3", env, objects)
+    return Backend(env, objects)
 
 
 @pytest.fixture
