@@ -83,12 +83,16 @@ async def take_lease(
     *,
     states: Sequence[str] = LIVE_STATES,
     offset: int | None = None,
+    expired_by: datetime | None = None,
 ) -> bool:
-    """Lease the upload to `holder` if no live lease is held (and it is at `offset`, if given)."""
+    """Lease the upload to `holder` if no live lease is held (and it is at `offset`, or expired
+    by `expired_by`, if given)."""
     now = utcnow()
     conditions = [_c.id == upload_id, _c.state.in_(states), _lease_free(now)]
     if offset is not None:
         conditions.append(_c.offset == offset)
+    if expired_by is not None:
+        conditions.append(_c.expires_at < expired_by)
     return await _changed(
         sessions,
         "leasing an upload",
