@@ -8,9 +8,10 @@ the bytes counted. Part numbers go on from the saved state, so a part that a los
 under the same number is simply replaced, and numbers never grow with resumes.
 
 Tail objects are never rewritten in place: the saved state must stay readable until the caller
-has stored the new one. Each save adds one segment; when small saves have piled up segments,
-the trailing ones are merged into the new one (each merge at least doubles a merged byte's
-segment, so a byte is rewritten a logarithmic number of times, never once per save).
+has stored the new one. Each save adds one segment, and takes into it the trailing segments
+smaller than itself (a rewritten byte's segment at least doubles, so rewrites stay few), or any
+while `MAX_TAIL_SEGMENTS` are named. A client's equal requests (1 MiB into 8 MiB parts) merge
+nothing; tiny ones merge like a counter in base 16, never rewriting the tail on every save.
 """
 
 from __future__ import annotations
@@ -58,19 +59,31 @@ def crc32_base64(crc: int) -> str:
 async def read_tail_into(
     storage: S3Storage, segments: Iterable[TailSegment], buffer: bytearray, at: int
 ) -> None:
-    """Read the segments back, in order, into `buffer` from `at`; check each one's size and CRC."""
-    position = at
-    for segment in segments:
-        crc = 0
-        end = position + segment.size
-        async for chunk in storage.read(segment.key):
-            if position + len(chunk) > end:
-                raise ValueError(f"tail object {segment.key} is longer than saved")
-            buffer[position : position + len(chunk)] = chunk
-            crc = zlib.crc32(chunk, crc)
-            position += len(chunk)
-        if position != end or crc != segment.crc32:
-            raise ValueError(f"tail object {segment.key} differs from what was saved")
+    """Read the segments back into `buffer` from `at`, in order, all at once; check each one's
+    size and CRC32."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            position = at
+            for segment in segments:
+                group.create_task(_read_segment(storage, segment, buffer, position))
+                position += segment.size
+    except BaseExceptionGroup as failed:
+        # The first failure is the answer (a missing or changed tail); the rest were cancelled.
+        raise failed.exceptions[0] from None
+
+
+async def _read_segment(
+    storage: S3Storage, segment: TailSegment, buffer: bytearray, start: int
+) -> None:
+    crc, position, end = 0, start, start + segment.size
+    async for chunk in storage.read(segment.key):
+        if position + len(chunk) > end:
+            raise ValueError(f"tail object {segment.key} is longer than saved")
+        buffer[position : position + len(chunk)] = chunk
+        crc = zlib.crc32(chunk, crc)
+        position += len(chunk)
+    if position != end or crc != segment.crc32:
+        raise ValueError(f"tail object {segment.key} differs from what was saved")
 
 
 async def delete_objects(storage: S3Storage, keys: Iterable[str]) -> None:
@@ -166,10 +179,11 @@ class S3Appender:
     async def _write(self, chunk: bytes) -> None:
         position = self._tail_size + self._filled
         filled = self._filled + len(chunk)
+        # Few new bytes that leave the part unfilled stay the chunks they came in (no copy).
         if (
             self._buffer is None
             and filled <= SMALL_OBJECT_BYTES
-            and position + len(chunk) < (self._part_size)
+            and position + len(chunk) < self._part_size
         ):
             if filled > self._reservation.held:
                 await self._reservation.cover(filled)

@@ -57,6 +57,9 @@ class S3PartialObjects:
         saved = S3PartialState.from_json(state)
         if offset != saved.size:
             raise ValueError(f"offset {offset} is not the saved state's {saved.size}")
+        if saved.tail_size >= self._storage.part_size:
+            # Only a process with larger parts could have saved it: every process must agree.
+            raise ValueError("the saved tail is longer than this storage's part size")
         if saved.garbage:
             # The caller stored the state that no longer needs them: nobody reads them again.
             self._storage._keep_alive(self._delete_quietly(list(saved.garbage)))

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.fixtures.s3 import TEST_REGION
-from tests.integration.storage.test_s3_storage import chunked, payload, read_all
+from tests.integration.storage.test_s3_storage import (
+    FailingPartStorage,
+    GatedPartStorage,
+    chunked,
+    payload,
+    read_all,
+)
+from upload_service.errors import StorageUnavailable
 from upload_service.storage.budget import BufferBudget
 from upload_service.storage.partial import PartialState
 from upload_service.storage.s3 import MIN_PART_SIZE, PART_SIZE, S3Storage
@@ -174,6 +181,20 @@ async def test_offset_must_be_the_saved_one(s3_storage: S3Storage) -> None:
         await s3_storage.partial_objects.append(KEY, state, offset + 1)
 
 
+async def test_a_process_with_parts_shorter_than_the_saved_tail_refuses_to_append(
+    s3_storage: S3Storage, moto_server: str, s3_bucket: str
+) -> None:
+    offset, state = await upload(s3_storage, payload(6 * MIB), 6 * MIB)
+    small_parts = S3Storage(
+        s3_bucket, moto_server, TEST_REGION, BufferBudget(64 * MIB), part_size=MIN_PART_SIZE
+    )
+    try:
+        with pytest.raises(ValueError, match="part size"):
+            await small_parts.partial_objects.append(KEY, state, offset)
+    finally:
+        await small_parts.aclose()
+
+
 async def test_a_tail_object_that_changed_is_refused(
     s3_storage: S3Storage, s3_client: S3Client, s3_bucket: str
 ) -> None:
@@ -246,6 +267,62 @@ async def test_a_request_lost_in_a_crash_is_overwritten_by_the_next_at_the_old_o
 
     # The stray part 2 is left out by completion; part 1 is the new request's.
     assert sha256(await read_all(other_process, KEY)) == sha256(first + resumed)
+
+
+async def test_a_part_that_fails_fails_the_request_and_the_old_state_stays_valid(
+    s3_storage: S3Storage, moto_server: str, s3_bucket: str, s3_client: S3Client
+) -> None:
+    first = payload(3 * MIB, 1)
+    offset, state = await upload(s3_storage, first, 3 * MIB)
+    tail_before = keys_under(s3_client, s3_bucket, TAILS)
+    failing = FailingPartStorage(
+        s3_bucket, moto_server, TEST_REGION, BufferBudget(64 * MIB), failing_part=2
+    )
+    try:
+        # Part 1 goes, part 2 fails: the request fails at save at the latest.
+        with pytest.raises(StorageUnavailable):
+            await append(failing, state, offset, payload(15 * MIB, 2))
+        assert failing.budget.available == failing.budget.capacity
+    finally:
+        await failing.aclose()
+
+    assert keys_under(s3_client, s3_bucket, TAILS) == tail_before
+    second = payload(6 * MIB, 3)
+    offset, state = await append(s3_storage, state, offset, second)
+    await s3_storage.partial_objects.finish(KEY, state)
+    assert sha256(await read_all(s3_storage, KEY)) == sha256(first + second)
+
+
+async def test_a_cancelled_request_gives_its_budget_back_once_its_parts_end(
+    moto_server: str, s3_bucket: str, s3_client: S3Client
+) -> None:
+    budget = BufferBudget(64 * MIB)
+    storage = GatedPartStorage(s3_bucket, moto_server, TEST_REGION, budget)
+    try:
+        state = await storage.partial_objects.begin(KEY)
+        appender = await storage.partial_objects.append(KEY, stored(state), 0)
+
+        async def send() -> None:
+            for chunk in chunked(payload(30 * MIB), WRITE_CHUNK):
+                await appender.write(chunk)
+
+        sending = asyncio.create_task(send())
+        deadline = time.monotonic() + 10
+        while storage.in_flight < storage.max_parts_in_flight:  # two parts held at the gate
+            assert time.monotonic() < deadline, "the parts never started"
+            await asyncio.sleep(0.01)
+        sending.cancel()
+        storage.gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+
+        assert budget.available == budget.capacity
+        assert storage.in_flight == 0
+        with pytest.raises(RuntimeError):
+            await appender.save()
+        assert keys_under(s3_client, s3_bucket, TAILS) == []
+    finally:
+        await storage.aclose()
 
 
 async def test_part_numbers_do_not_grow_with_resumes(
