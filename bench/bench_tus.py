@@ -1,6 +1,6 @@
 """tus benchmark: resumable uploads against the plain upload and boto3, in one run.
 
-    .venv/bin/python -m bench.bench_tus [--big-mib 256] [--rounds 3] [--quick]
+    .venv/bin/python -m bench.bench_tus [--big-mib 256] [--rounds 3] [--quick] [--postgres URL]
 
 (as a module from the repository's root: it reuses `bench_upload.py` and the tests' TCP proxy).
 
@@ -32,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from typing import Any, TypeVar
 import boto3
 import httpx
 from botocore.config import Config
+from sqlalchemy import make_url
 
+from bench.bench_overhead import admin
 from bench.bench_upload import (
     DEADLINE_S,
     MIB,
@@ -222,7 +225,7 @@ def resume_cost(
         sum(event["event"] == "request" for event in run) for run in (events, uncut_events)
     )
     head_bytes = (uncut - len(content)) / uncut_requests
-    extra = round(cut - uncut - (requests - uncut_requests) * head_bytes)
+    extra = max(0, round(cut - uncut - (requests - uncut_requests) * head_bytes))
     answers = [event for event in events if event["event"] == "response"]
     heads = [event["offset"] for event in answers if event["method"] == "HEAD"]
     # From the first HEAD (the client's way back after the cut) to the next 204.
@@ -259,21 +262,43 @@ def memory_growth(
     return found
 
 
+@contextmanager
+def database(work: Path, postgres: str | None) -> Iterator[str]:
+    """The service's database: a SQLite file (as `bench_upload.py`), or a fresh database on the
+    PostgreSQL server `postgres`, dropped at the end."""
+    if postgres is None:
+        yield f"sqlite+aiosqlite:///{work}/bench.db"
+        return
+    name = f"bench_tus_{uuid.uuid4().hex[:10]}"
+    asyncio.run(admin(postgres, f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(postgres, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--big-mib", type=int, default=256)
+    parser.add_argument("--quick", action="store_true", help="smaller files, for a smoke run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="a PostgreSQL server to run the service on (say "
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres) instead of a SQLite file",
+    )
+    args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-tus-"))
     try:
-        run(work)
+        with database(work, args.postgres) as database_url:
+            run(work, args, database_url)
     finally:
         # Gigabytes of test files, chunks and stored copies: never left behind.
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(work: Path) -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--big-mib", type=int, default=256)
-    parser.add_argument("--quick", action="store_true", help="smaller files, for a smoke run")
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args()
+def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
     big_mib, mid_mib = (32, 16) if args.quick else (args.big_mib, 64)
 
     files, chunks_dir = work / "files", work / "chunks"
@@ -297,7 +322,7 @@ def run(work: Path) -> None:
         "ENVIRONMENT": "test",
         "JWT_SECRET": secret,
         "WORKER_ENABLED": "false",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{work}/bench.db",
+        "DATABASE_URL": database_url,
         "MAX_FILE_SIZE_MB": str(max(big_mib, 64) + 8),
         "LOG_LEVEL": "WARNING",
         # Hundreds of PATCHes a round: the rate limits are not what is measured here.
@@ -417,13 +442,15 @@ def run(work: Path) -> None:
         }
         empty_storage()
 
-    report(big_mib, mid_mib, args.rounds, best, memory, resume)
+    database_name = make_url(database_url).get_backend_name()
+    report(big_mib, mid_mib, args.rounds, database_name, best, memory, resume)
 
 
 def report(
     big_mib: int,
     mid_mib: int,
     rounds: int,
+    database_name: str,
     best: dict[str, float],
     memory: dict[str, tuple[int, int]],
     resume: dict[str, ResumeCost],
@@ -433,7 +460,8 @@ def report(
 
     print(
         f"\ntus benchmark ({big_mib} MiB file, best of {rounds} rounds; 8 x {mid_mib} MiB"
-        " concurrent; 1 uvicorn worker; moto S3 on 127.0.0.1; a shared 2-core machine: noisy)\n"
+        f" concurrent; 1 uvicorn worker; {database_name}; moto S3 on 127.0.0.1; a shared 2-core"
+        " machine: noisy)\n"
     )
     print(f"{'throughput':44} {'time':>8}  {'rate':>14}")
     for name, label in [
