@@ -6,7 +6,7 @@ applied, by `middleware/tus.py` before routing; the rules live in the door's ser
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
@@ -33,8 +33,12 @@ _CHECKSUM = {"pattern": "^(sha1|sha256) [A-Za-z0-9+/]+={0,2}$"}
 
 async def tus_resumable_header(
     tus_resumable: Annotated[
-        Literal["1.0.0"],
-        Header(alias="Tus-Resumable", description="The protocol version: `1.0.0`"),
+        str,
+        Header(
+            alias="Tus-Resumable",
+            description="The protocol version: `1.0.0`",
+            json_schema_extra={"pattern": r"^1\.0\.0$"},
+        ),
     ],
 ) -> None:
     """Documents the header every tus request carries (the middleware enforces it: 412)."""

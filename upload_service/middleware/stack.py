@@ -14,7 +14,7 @@ from upload_service.middleware.early_auth import EarlyAuthMiddleware
 from upload_service.middleware.observe import ObserveMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
-from upload_service.middleware.tus import TusProtocolMiddleware
+from upload_service.middleware.tus import TusHeadersMiddleware, TusVersionMiddleware
 
 EXPOSED_HEADERS = [
     "X-Request-ID",
@@ -59,10 +59,11 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     (the access line and the request metrics, from one measurement) comes next, so its lines
     carry both ids and it sees every answer, early 401 and 500 included; CORS wraps the
     catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
-    and a preflight needs no token; the tus layer comes before auth so its 412 needs no token
-    and its version header is on every tus answer, 401 and 500 included; the catch-all sits
-    inside all of them so a 500 still passes back through them; gzip is innermost and only
-    ever sees JSON worth compressing.
+    and a preflight needs no token; the tus headers layer comes next so its version header is
+    on every tus answer, 401 and 500 included; the catch-all sits inside all of them so a 500
+    still passes back through them; the tus version check (412) follows early auth, so a caller
+    without a token learns nothing but 401; gzip is innermost and only ever sees JSON worth
+    compressing.
     """
     return [
         Middleware(RequestIdMiddleware),
@@ -95,9 +96,10 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
             expose_headers=EXPOSED_HEADERS,
             max_age_s=600,
         ),
-        Middleware(TusProtocolMiddleware),
+        Middleware(TusHeadersMiddleware),
         Middleware(CatchAllMiddleware),
         Middleware(EarlyAuthMiddleware),
+        Middleware(TusVersionMiddleware),
         Middleware(
             CompressionMiddleware,
             minimum_size=1000,

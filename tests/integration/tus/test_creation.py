@@ -304,3 +304,16 @@ async def test_a_creation_whose_first_bytes_are_refused_still_says_where_the_upl
     assert_envelope(response, 460, "CHECKSUM_MISMATCH")
     status = await head(client, auth_headers, response.headers["location"])
     assert status.headers["upload-offset"] == "0"
+
+
+async def test_a_wrong_version_is_412_before_the_body_and_a_missing_token_401_before_that(
+    client: httpx.AsyncClient, auth_headers: dict[str, str]
+) -> None:
+    body = CountingBody(64 * 1024)
+    old = {"Tus-Resumable": "0.2.2", "Content-Type": OFFSET_STREAM, "Upload-Offset": "0"}
+    response = await client.patch(f"{TUS_PATH}/any", content=body, headers={**auth_headers, **old})
+    assert_envelope(response, 412, "UNSUPPORTED_TUS_VERSION")
+    assert body.pulled == 0
+    # Without a token the caller learns nothing else: 401 first.
+    tokenless = await client.patch(f"{TUS_PATH}/any", headers=old)
+    assert_unauthenticated(tokenless, token_sent=False)
