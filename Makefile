@@ -30,8 +30,15 @@ $(VENV)/.installed-dev: $(DEV_LOCK) pyproject.toml $(VENV)/.bootstrapped
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed
 
+# The Node tus client the end-to-end tests run (tus-js-client), exactly as its lock file says;
+# installed again only when the lock file changes.
+NODE_CLIENT := tests/clients/node
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package-lock.json $(NODE_CLIENT)/package.json
+	cd $(NODE_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev $(NODE_CLIENT)/node_modules/.installed
 
 ## Pin the dependencies again after editing pyproject.toml (`make lock UPGRADE=1`: all to newest).
 lock: install-dev
