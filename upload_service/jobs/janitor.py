@@ -9,7 +9,9 @@ listing streams, and looked up again `JANITOR_SETTLE_S` later before anything is
 an object from the start of its multipart upload, not its completion, so the object of a long
 upload that completed a moment ago looks old while its row is a moment from committing.
 
-It also forgets `Idempotency-Key`s past their 24 hours.
+It also forgets `Idempotency-Key`s past their 24 hours, and removes direct uploads never
+completed (`direct_expiry`). Its abort of unfinished writes stays under `raw/`: a direct upload's
+open multipart upload under `staging/` is alive until that upload expires.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
+from upload_service.jobs.direct_expiry import expire_direct_uploads
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
@@ -110,20 +113,25 @@ async def purge_expired_keys(engine: AsyncEngine, *, now: datetime | None = None
 
 
 async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
-    """Abort unfinished uploads, delete old row-less objects, forget expired idempotency keys."""
+    """Abort unfinished uploads, delete old row-less objects, forget expired idempotency keys,
+    expire direct uploads never completed."""
     older_than = timedelta(seconds=ctx.settings.janitor_orphan_age_s)
     aborted = await ctx.storage.abort_incomplete_uploads(older_than, RAW_PREFIX)
     # A second look later than the orphan age itself would protect nothing more.
     settle_s = min(ctx.settings.janitor_settle_s, ctx.settings.janitor_orphan_age_s)
     sweep = await remove_orphans(ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s)
     expired = await purge_expired_keys(ctx.engine)
+    direct = await expire_direct_uploads(ctx.engine, ctx.storage, older_than=older_than)
     logger.info(
         "janitor %s: %d unfinished upload(s) aborted, %d of %d old object(s) removed (no row), "
-        "%d expired Idempotency-Key(s) forgotten",
+        "%d expired Idempotency-Key(s) forgotten, %d direct upload(s) expired, "
+        "%d staged leftover(s) removed",
         job.id,
         aborted,
         sweep.removed,
         sweep.checked,
         expired,
+        direct.expired,
+        direct.leftovers,
     )
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,6 +29,9 @@ from upload_service.observability.context import correlation_id_var
 from upload_service.storage.base import Storage
 
 logger = logging.getLogger("upload_service.documents")
+
+Extra = Callable[[AsyncSession], Awaitable[None]]
+"""More statements a door stages in the recording's transaction (a direct upload marked done)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +59,15 @@ async def record_stored(
     owner: str,
     idempotency_key: str | None,
     settings: Settings,
+    extra: Extra | None = None,
 ) -> UploadResult:
-    """Record `stored` with its classify job; delete its object when it is surely not recorded."""
+    """Record `stored` with its classify job; delete its object when it is surely not recorded.
+
+    `extra`, when given, is awaited in the same transaction, before its COMMIT.
+    """
     progress = _Progress()
     try:
-        result = await _record(sessions, owner, idempotency_key, stored, settings, progress)
+        result = await _record(sessions, owner, idempotency_key, stored, settings, progress, extra)
     except BaseException:
         if progress.commit_sent:
             # The row may exist, and a row always has its bytes: the object stays. If the
@@ -118,6 +126,7 @@ async def _record(
     stored: StoredFile,
     settings: Settings,
     progress: _Progress,
+    extra: Extra | None,
 ) -> UploadResult:
     """Record the document and its job in one transaction whose COMMIT is never cut short.
 
@@ -138,7 +147,7 @@ async def _record(
         correlation_id=correlation_id_var.get(),
     )
     writing = asyncio.ensure_future(
-        _write_rows(sessions, owner, idempotency_key, document, settings, progress)
+        _write_rows(sessions, owner, idempotency_key, document, settings, progress, extra)
     )
     try:
         return await asyncio.shield(writing)
@@ -157,10 +166,13 @@ async def _write_rows(
     document: Document,
     settings: Settings,
     progress: _Progress,
+    extra: Extra | None,
 ) -> UploadResult:
     try:
         async with database_required(f"recording upload {document.id}"), sessions() as session:
             await _stage(session, idempotency_key, document, settings)
+            if extra is not None:
+                await extra(session)
             progress.commit_sent = True
             await session.commit()
     except IntegrityError:
