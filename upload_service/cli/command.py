@@ -98,13 +98,25 @@ def _upload(args: argparse.Namespace, settings: Settings) -> int:
     if token is None:
         print("--token is required (no JWT_SECRET to mint one)", file=sys.stderr)
         return 2
-    outcomes = upload_files(
-        [Path(p) for p in args.files],
-        url=args.url,
-        token=token,
-        wait=args.wait,
-        wait_timeout_s=args.wait_timeout,
-    )
+    if args.direct:
+        from upload_service.cli.direct_client import upload_direct
+
+        outcomes = upload_direct(
+            [Path(p) for p in args.files],
+            url=args.url,
+            token=token,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            wait=args.wait,
+            wait_timeout_s=args.wait_timeout,
+        )
+    else:
+        outcomes = upload_files(
+            [Path(p) for p in args.files],
+            url=args.url,
+            token=token,
+            wait=args.wait,
+            wait_timeout_s=args.wait_timeout,
+        )
     for outcome in outcomes:
         if outcome.error:
             print(f"{outcome.path}\terror\t{outcome.error}", file=sys.stderr)
@@ -164,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument("--sub", default="cli", help="user of the minted dev token")
     upload.add_argument("--wait", action="store_true", help="wait until each is classified")
     upload.add_argument("--wait-timeout", type=float, default=300.0)
+    upload.add_argument(
+        "--direct", action="store_true", help="send the bytes straight to S3 (presigned)"
+    )
+    upload.add_argument("--state-dir", help="where --direct keeps uploads to resume")
     upload.set_defaults(run=_upload)
     return parser
 

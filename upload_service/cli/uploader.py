@@ -39,6 +39,10 @@ class UploadOutcome:
     error: str | None = None
 
 
+Sender = Callable[[httpx.Client, Progress, Path], "UploadOutcome"]
+"""Sends one file with the service's client and a progress display; says how it went."""
+
+
 def _quote(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "").replace("\n", "")
 
@@ -84,8 +88,13 @@ def upload_files(
     wait: bool = False,
     wait_timeout_s: float = 300.0,
     console: Console | None = None,
+    send: Sender | None = None,
 ) -> list[UploadOutcome]:
-    """Upload each file, showing progress; with `wait`, poll until each is classified."""
+    """Upload each file, showing progress; with `wait`, poll until each is classified.
+
+    `send` uploads one file another way (`direct_client`); by default, `POST /v1/documents`.
+    """
+    send_one = send or _upload_one
     console = console or Console(stderr=True)
     headers = {"Authorization": f"Bearer {token}"}
     outcomes: list[UploadOutcome] = []
@@ -101,7 +110,7 @@ def upload_files(
         Progress(*columns, console=console, transient=False) as progress,
     ):
         for path in paths:
-            outcomes.append(_upload_one(client, progress, path))
+            outcomes.append(send_one(client, progress, path))
         if wait:
             outcomes = [_wait_for(client, outcome, wait_timeout_s) for outcome in outcomes]
     return outcomes
