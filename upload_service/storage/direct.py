@@ -27,6 +27,14 @@ class HeldPart:
     etag: str
 
 
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """A stored object's size and its first bytes (all of them when it is shorter)."""
+
+    size: int
+    head: bytes
+
+
 class PartsRefused(Exception):
     """The store would not assemble the parts into one object (a part missing or too small)."""
 
@@ -67,8 +75,8 @@ class DirectUploads(Protocol):
         """Discard an open multipart upload and its parts; one already gone is not an error."""
         ...
 
-    async def size_of(self, key: str) -> int | None:
-        """The stored object's size, or None when there is none."""
+    async def read_head(self, key: str, length: int) -> StoredHead | None:
+        """The object's size and first `length` bytes, in one request; None when there is none."""
         ...
 
     async def read_span(self, key: str, start: int, end: int) -> bytes:

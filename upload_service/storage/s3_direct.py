@@ -16,7 +16,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from upload_service.storage.direct import HeldPart, PartsRefused, PresignedPost
+from upload_service.storage.direct import HeldPart, PartsRefused, PresignedPost, StoredHead
 from upload_service.storage.s3 import S3Storage
 
 if TYPE_CHECKING:
@@ -157,15 +157,28 @@ class S3DirectUploads:
             if _code(exc) not in _GONE_UPLOAD_CODES:
                 raise
 
-    async def size_of(self, key: str) -> int | None:
-        """HEAD the object."""
-        try:
-            head = await self._storage._run(self._client.head_object, Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if _code(exc) in _MISSING_OBJECT_CODES:
-                return None
-            raise
-        return int(head["ContentLength"])
+    async def read_head(self, key: str, length: int) -> StoredHead | None:
+        """One ranged GET: the first bytes, and the size from its `Content-Range` (no HEAD)."""
+
+        def get() -> StoredHead | None:
+            try:
+                response = self._client.get_object(
+                    Bucket=self._bucket, Key=key, Range=f"bytes=0-{length - 1}"
+                )
+            except ClientError as exc:
+                if _code(exc) in _MISSING_OBJECT_CODES:
+                    return None
+                if _code(exc) == "InvalidRange":
+                    return StoredHead(size=0, head=b"")  # An empty object has no byte 0.
+                raise
+            with response["Body"] as body:
+                head = body.read()
+            # "bytes 0-8191/123456"; a server that ignores Range sends the whole object.
+            content_range = response.get("ContentRange", "")
+            size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(head)
+            return StoredHead(size=size, head=head)
+
+        return await self._storage._run(get)
 
     async def read_span(self, key: str, start: int, end: int) -> bytes:
         """A ranged GET, read whole (callers ask for a few KiB)."""

@@ -109,15 +109,15 @@ async def _verify(
                 )
             except PartsRefused as refused:
                 raise SizeMismatch(f"S3 would not assemble the parts ({refused})") from None
-    size = await door.direct.size_of(key)
-    if size is None:
+    stored = await door.direct.read_head(key, HEAD_BYTES)
+    if stored is None:
         raise UploadIncomplete("Nothing was uploaded yet")
+    size, head = stored.size, stored.head
     if size != upload.size_bytes:
         raise SizeMismatch(
             f"{size} bytes were stored; {upload.size_bytes} were declared",
             details={"declared": upload.size_bytes, "stored": size},
         )
-    head = await door.direct.read_span(key, 0, min(size, HEAD_BYTES) - 1)
     tail = b""
     if check.tail_needed:
         tail = await door.direct.read_span(key, max(0, size - TAIL_BYTES), size - 1)
