@@ -58,7 +58,6 @@ Door = Annotated[DirectDoor, Depends(get_door)]
     operation_id="create_direct_upload",
     response_model=DirectUploadOut,
     summary="Declare a direct upload to S3",
-    responses={413: {"description": "Declared size over the limit"}},
 )
 async def create(body: DirectUploadIn, user: UploadCaller, door: Door) -> JSONResponse:
     """A presigned POST (small files) or a multipart upload whose parts are signed on request."""
