@@ -48,10 +48,10 @@ class DirectUploads(Protocol):
         """A POST that can only write `key`, 1 to `max_size` bytes, until `ttl_s` from now."""
         ...
 
-    def presign_part(
-        self, key: str, multipart_id: str, part_number: int, size: int, ttl_s: int
-    ) -> str:
-        """A PUT URL for one part of exactly `size` bytes, valid `ttl_s` from now."""
+    def presign_parts(
+        self, key: str, multipart_id: str, sizes: dict[int, int], ttl_s: int
+    ) -> dict[int, str]:
+        """A PUT URL per part number in `sizes`, for exactly that many bytes, for `ttl_s`."""
         ...
 
     async def start_multipart(self, key: str, content_type: str) -> str:

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import base64
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import boto3
+from botocore.auth import S3SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.credentials import Credentials
+from botocore.exceptions import ClientError, NoCredentialsError
 
 from upload_service.storage.direct import HeldPart, PartsRefused, PresignedPost, StoredHead
 from upload_service.storage.s3 import S3Storage
@@ -35,10 +39,12 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-def signing_client(endpoint_url: str | None, region: str | None) -> S3Client:
+def signing_client(
+    endpoint_url: str | None, region: str | None, session: boto3.session.Session | None = None
+) -> S3Client:
     """A client that signs SigV4 URLs for `endpoint_url` (path-style when it is custom)."""
     s3_options: _S3Dict | None = {"addressing_style": "path"} if endpoint_url else None
-    client: S3Client = boto3.session.Session().client(
+    client: S3Client = (session or boto3.session.Session()).client(
         "s3",
         endpoint_url=endpoint_url,
         region_name=region or DEFAULT_SIGNING_REGION,
@@ -56,7 +62,9 @@ class S3DirectUploads:
         self._storage = storage
         self._bucket = storage.bucket
         self._client = storage.client
-        self._signer = signing_client(public_endpoint_url, region)
+        self._session = boto3.session.Session()
+        self._region = region or DEFAULT_SIGNING_REGION
+        self._signer = signing_client(public_endpoint_url, region, self._session)
 
     def presign_post(
         self, key: str, *, max_size: int, content_type: str, sha256_b64: str | None, ttl_s: int
@@ -74,10 +82,37 @@ class S3DirectUploads:
         )
         return PresignedPost(url=signed["url"], fields=dict(signed["fields"]))
 
-    def presign_part(
+    def presign_parts(
+        self, key: str, multipart_id: str, sizes: dict[int, int], ttl_s: int
+    ) -> dict[int, str]:
+        """UploadPart URLs with `content-length` among their signed headers.
+
+        The first comes from boto3 (which knows the endpoint, addressing style and key
+        quoting); the others reuse its address and are signed by botocore's own SigV4 query
+        signer directly, skipping the ~1 ms of request building boto3 spends on each: a part
+        every 8 MiB makes that the largest CPU cost of a direct upload to the service.
+        """
+        numbers = sorted(sizes)
+        if not numbers:
+            return {}
+        first = numbers[0]
+        urls = {first: self._presign_part_by_boto3(key, multipart_id, first, sizes[first], ttl_s)}
+        address = urlunsplit(urlsplit(urls[first])._replace(query="", fragment=""))
+        credentials = self._frozen_credentials()
+        for number in numbers[1:]:
+            request = AWSRequest(
+                method="PUT",
+                url=f"{address}?uploadId={quote(multipart_id, safe='')}&partNumber={number}",
+                headers={"Content-Length": str(sizes[number])},
+            )
+            S3SigV4QueryAuth(credentials, "s3", self._region, expires=ttl_s).add_auth(request)
+            assert request.url is not None  # the signer wrote it
+            urls[number] = request.url
+        return urls
+
+    def _presign_part_by_boto3(
         self, key: str, multipart_id: str, part_number: int, size: int, ttl_s: int
     ) -> str:
-        """An UploadPart URL with `content-length` among its signed headers."""
         return self._signer.generate_presigned_url(
             "upload_part",
             Params={
@@ -89,6 +124,16 @@ class S3DirectUploads:
             },
             ExpiresIn=ttl_s,
         )
+
+    def _frozen_credentials(self) -> Credentials:
+        # Refreshable credentials (a role, STS) are read afresh each time, as boto3 does.
+        credentials = self._session.get_credentials()
+        if credentials is None:
+            raise NoCredentialsError()
+        frozen = credentials.get_frozen_credentials()
+        if frozen.access_key is None or frozen.secret_key is None:
+            raise NoCredentialsError()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
     async def start_multipart(self, key: str, content_type: str) -> str:
         """Begin a multipart upload of `key`."""

@@ -129,19 +129,11 @@ async def sign_parts(
     expires_at = utcnow() + timedelta(seconds=ttl_s)
     # Signed URLs keep the upload alive: it expires a URL's lifetime after the last signing.
     await rows.extend(door.sessions, upload, expires_at)
+    numbers = sorted(set(part_numbers))
+    sizes = {number: part_length(upload, number) for number in numbers}
+    urls = door.direct.presign_parts(upload.storage_key, upload.multipart_id, sizes, ttl_s)
     parts = [
-        PartUrlOut(
-            part_number=number,
-            size=part_length(upload, number),
-            url=door.direct.presign_part(
-                upload.storage_key,
-                upload.multipart_id,
-                number,
-                part_length(upload, number),
-                ttl_s,
-            ),
-        )
-        for number in sorted(set(part_numbers))
+        PartUrlOut(part_number=number, size=sizes[number], url=urls[number]) for number in numbers
     ]
     return PartUrlsOut(parts=parts, expires_at=expires_at)
 
