@@ -8,9 +8,18 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.fixtures.app import MakeSettings
 from tests.integration.documents.conftest import pdf_bytes
 from tests.integration.documents.direct.conftest import MIB, DirectBench
+from tests.integration.jobs.support import (
+    FixedClassifier,
+    finished,
+    jobs_of,
+    running_worker,
+    wait_for,
+)
 from upload_service.db.models import DIRECT_UPLOAD_GRACE, DirectUpload, utcnow
+from upload_service.db.session import create_session_factory
 from upload_service.jobs.direct_expiry import expire_direct_uploads
 from upload_service.jobs.janitor import remove_orphans
 from upload_service.storage.budget import BufferBudget
@@ -135,3 +144,37 @@ async def test_the_janitors_abort_of_unfinished_writes_spares_open_direct_upload
     finally:
         await storage.aclose()
     assert bench.open_multipart_uploads() == 1
+
+
+async def test_the_scheduled_janitor_job_expires_lapsed_direct_uploads(
+    bench: DirectBench, pg_clean: AsyncEngine, moto_server: str, direct_settings: MakeSettings
+) -> None:
+    content = pdf_bytes("Forgotten", pad=9 * MIB)
+    declared = (await bench.declare("forgotten.pdf", content)).json()
+    [first] = await bench.sign(declared["upload_id"], [1])
+    await bench.put_part(first["url"], content[: 8 * MIB])
+    async with pg_clean.begin() as conn:
+        await conn.execute(
+            update(DirectUpload)
+            .where(DirectUpload.id == declared["upload_id"])
+            .values(expires_at=utcnow() - DIRECT_UPLOAD_GRACE - timedelta(seconds=1))
+        )
+    storage = S3Storage(bench.bucket, moto_server, "us-east-1", BufferBudget(64 * MIB))
+    sessions = create_session_factory(pg_clean)
+    try:
+        async with running_worker(sessions, storage, FixedClassifier(), direct_settings()):
+            [job] = await wait_for(
+                lambda: jobs_of(sessions, kind="janitor"),
+                lambda jobs: len(jobs) == 1 and finished(jobs[0]),
+            )
+    finally:
+        await storage.aclose()
+    assert job.status == "succeeded"
+    assert bench.open_multipart_uploads() == 0
+    gone = await bench.api.get(f"/v1/uploads/direct/{declared['upload_id']}", headers=bench.headers)
+    assert gone.status_code == 410
+    async with pg_clean.connect() as conn:
+        state = await conn.scalar(
+            select(DirectUpload.state).where(DirectUpload.id == declared["upload_id"])
+        )
+    assert state == "expired"

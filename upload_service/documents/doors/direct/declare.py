@@ -25,6 +25,7 @@ from upload_service.documents.doors.direct.schemas import (
 )
 from upload_service.documents.pipeline.checks import StreamCheck
 from upload_service.errors import (
+    DirectUploadBusy,
     DirectUploadComplete,
     EmptyFile,
     FileTooLarge,
@@ -166,7 +167,11 @@ async def cancel(door: DirectDoor, owner: str, upload_id: str) -> None:
     """Remove the staged bytes and the multipart upload; later requests answer 410."""
     upload = await rows.find_owned(door.sessions, upload_id, owner)
     _refuse_unless_open(upload)
-    await rows.settle(door.sessions, upload.id, "cancelled")
+    if not await rows.settle(door.sessions, upload.id, "cancelled", from_state="pending"):
+        # A `complete` holds it (or just finished it): cancelling now would race the record.
+        current = await rows.find_owned(door.sessions, upload_id, owner)
+        _refuse_unless_open(current)
+        raise DirectUploadBusy()
     await discard_staged(door, upload)
 
 

@@ -86,29 +86,38 @@ async def claim(sessions: Sessions, upload_id: str) -> bool:
 
 
 async def settle(
-    sessions: Sessions, upload_id: str, state: str, *, outcome: str | None = None
-) -> None:
-    """Leave the upload `state` (with why); from `completing`, or `pending` when cancelled."""
+    sessions: Sessions,
+    upload_id: str,
+    state: str,
+    *,
+    outcome: str | None = None,
+    from_state: str = "completing",
+) -> bool:
+    """Move the upload from `from_state` to `state` (with why); False if it was not there."""
     async with database_required("settling a direct upload"), sessions() as session:
-        await session.execute(
+        result = await session.execute(
             update(DirectUpload)
-            .where(
-                DirectUpload.id == upload_id,
-                DirectUpload.state.in_(("pending", "completing")),
-            )
+            .where(DirectUpload.id == upload_id, DirectUpload.state == from_state)
             .values(state=state, outcome=outcome, lease_until=None)
         )
         await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def mark_completed(upload_id: str) -> Extra:
-    """The statement that ends the upload, staged in the transaction recording its document."""
+    """The statement that ends the upload, staged in the transaction recording its document.
+
+    Only from `completing`: an upload the janitor expired meanwhile (its lease ran out) rolls
+    the whole recording back.
+    """
 
     async def stage(session: AsyncSession) -> None:
-        await session.execute(
+        result = await session.execute(
             update(DirectUpload)
-            .where(DirectUpload.id == upload_id)
+            .where(DirectUpload.id == upload_id, DirectUpload.state == "completing")
             .values(state="completed", outcome=None, lease_until=None)
         )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise DirectUploadGone(f"Upload {upload_id} expired while it was being completed")
 
     return stage
