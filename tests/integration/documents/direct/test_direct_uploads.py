@@ -5,6 +5,8 @@ expiry or checksum, so each refusal here is the service's own)."""
 from __future__ import annotations
 
 import asyncio
+import io
+import zipfile
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -300,3 +302,24 @@ async def test_turned_off_with_s3_the_routes_do_not_exist(
     async with running_app(create_app(direct_settings(direct_uploads=False))) as api:
         response = await api.get("/v1/uploads/direct/dup_x", headers=auth_headers)
         assert response.status_code == 404
+
+
+def docx_with_a_large_directory(entries: int) -> bytes:
+    """A DOCX whose ZIP central directory is larger than the tail the ends check reads."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", "<w:document/>")
+        for number in range(entries):
+            archive.writestr(f"word/media/{'x' * 80}-{number}.bin", b"")
+    return buffer.getvalue()
+
+
+async def test_a_docx_the_ends_cannot_judge_is_read_back_whole(bench: DirectBench) -> None:
+    content = docx_with_a_large_directory(3000)
+    declared = (await bench.declare("big-directory.docx", content)).json()
+    await bench.post_file(declared, content)
+    completed = await bench.complete(declared["upload_id"])
+    assert completed.status_code == 202, completed.text
+    assert completed.json()["content_type"].endswith("wordprocessingml.document")
+    assert completed.json()["sha256"] == sha256_of(content)
