@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    # Where clients reach S3, for the URLs direct uploads sign (empty: S3_ENDPOINT_URL).
+    s3_public_endpoint_url: str | None = None
 
     classifier_target: str | None = None
     classifier_timeout_s: float = Field(default=10.0, gt=0)

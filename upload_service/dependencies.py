@@ -22,11 +22,12 @@ from upload_service.db.reads import Reader
 from upload_service.documents.doors.tus.context import TusContext
 from upload_service.edge.auth import Principal
 from upload_service.edge.rate_limits import LimitKind, RateLimits
-from upload_service.errors import Forbidden, RateLimited, Unauthenticated
+from upload_service.errors import Forbidden, NotFound, RateLimited, Unauthenticated
 from upload_service.lifespan import Resources
 from upload_service.middleware.asgi import stamp_response
 from upload_service.middleware.early_auth import PRINCIPAL_STATE_KEY
 from upload_service.storage.base import Storage
+from upload_service.storage.direct import DirectUploads
 
 
 def _resources(request: Request) -> Resources:
@@ -122,7 +123,16 @@ async def get_current_user(request: Request) -> Principal:
     return principal
 
 
+async def get_direct_uploads(request: Request) -> DirectUploads:
+    """The store's direct-upload calls; 404 where there are none (local storage, turned off)."""
+    direct = _resources(request).direct
+    if direct is None:
+        raise NotFound()
+    return direct
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+DirectUploadsDep = Annotated[DirectUploads, Depends(get_direct_uploads)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 # scope="function": commit before the response is sent, so a 2xx means the data is durable.
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]

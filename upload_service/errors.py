@@ -140,6 +140,59 @@ class EmptyFile(UploadServiceError):
     default_message = "The file is empty"
 
 
+class DirectUploadNotFound(NotFound):
+    """A direct upload that is not the caller's, or not at all: 404 either way."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"Upload {upload_id} not found")
+
+
+class DirectUploadGone(UploadServiceError):
+    """A direct upload expired, cancelled or refused: its bytes are gone."""
+
+    status_code = 410
+    error_code = "UPLOAD_GONE"
+    default_message = "The upload expired or was removed"
+
+
+class DirectUploadComplete(UploadServiceError):
+    """A completed direct upload cannot be cancelled: its document is deleted instead."""
+
+    status_code = 409
+    error_code = "UPLOAD_COMPLETE"
+    default_message = "The upload is complete; delete its document instead"
+
+
+class DirectUploadBusy(UploadServiceError):
+    """Another `complete` of the same direct upload is verifying it right now."""
+
+    status_code = 423
+    error_code = "UPLOAD_LOCKED"
+    default_message = "The upload is being completed by another request; try again shortly"
+
+
+class SizeMismatch(UploadServiceError):
+    """The stored bytes of a direct upload are not the size that was declared."""
+
+    status_code = 422
+    error_code = "SIZE_MISMATCH"
+    default_message = "The stored bytes are not the size that was declared"
+
+
+class UploadIncomplete(SizeMismatch):
+    """Nothing, or not every part, was sent yet: the upload stays open for the rest."""
+
+    default_message = "Not every byte of the upload has arrived yet"
+
+
+class DeclaredChecksumMismatch(UploadServiceError):
+    """The stored bytes of a direct upload do not have the sha256 that was declared."""
+
+    status_code = 422
+    error_code = "CHECKSUM_MISMATCH"
+    default_message = "The stored bytes do not match the declared sha256"
+
+
 class RequestValidationFailed(UploadServiceError):
     status_code = 422
     error_code = "VALIDATION_ERROR"

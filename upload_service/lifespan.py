@@ -31,8 +31,10 @@ from upload_service.runtime.allocator import map_large_buffers
 from upload_service.runtime.termination import on_termination
 from upload_service.storage.base import Storage
 from upload_service.storage.budget import BufferBudget
+from upload_service.storage.direct import DirectUploads
 from upload_service.storage.local import LocalStorage
 from upload_service.storage.s3 import S3Storage
+from upload_service.storage.s3_direct import S3DirectUploads
 
 logger = logging.getLogger("upload_service.lifespan")
 # Below gunicorn's graceful_timeout, so jobs are handed back before the worker is killed.
@@ -50,6 +52,8 @@ class Resources:
     reader: Reader | None = None
     http: httpx.AsyncClient | None = None
     storage: Storage | None = None
+    # Only with S3 and DIRECT_UPLOADS on; None otherwise (and the routes do not exist).
+    direct: DirectUploads | None = None
     classifier: Classifier | None = None
     verifier: TokenVerifier | None = None
     rate_limits: RateLimits | None = None
@@ -73,6 +77,17 @@ def build_storage(settings: Settings) -> Storage:
     # Created now, so a root that cannot exist stops start-up instead of the first upload.
     settings.local_storage_dir.mkdir(parents=True, exist_ok=True)
     return LocalStorage(settings.local_storage_dir, budget)
+
+
+def build_direct_uploads(settings: Settings, storage: Storage) -> DirectUploads | None:
+    """Direct uploads on the S3 storage, signed for the endpoint clients reach; else None."""
+    if not settings.direct_uploads_enabled or not isinstance(storage, S3Storage):
+        return None
+    return S3DirectUploads(
+        storage,
+        settings.s3_public_endpoint_url or settings.s3_endpoint_url,
+        settings.s3_region,
+    )
 
 
 @asynccontextmanager
@@ -114,6 +129,7 @@ async def open_resources(
 
         res.storage = build_storage(settings)
         on_close("storage", res.storage.aclose)
+        res.direct = build_direct_uploads(settings, res.storage)
 
         res.classifier = create_classifier(
             settings.classifier_target, settings.classifier_timeout_s

@@ -7,7 +7,15 @@ import sys
 from fastapi import FastAPI
 
 import upload_service
-from upload_service.api import documents, health, internal, metrics, processing, tus
+from upload_service.api import (
+    direct_uploads,
+    documents,
+    health,
+    internal,
+    metrics,
+    processing,
+    tus,
+)
 from upload_service.api.openapi import TITLE, install_openapi, route_operation_id
 from upload_service.config import ConfigurationError, Settings, get_settings
 from upload_service.exception_handlers import install_exception_handlers
@@ -34,6 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(documents.router)
+    if settings.direct_uploads_enabled:
+        # With local storage, or turned off, the routes do not exist: 404 NOT_FOUND.
+        app.include_router(direct_uploads.router)
     app.include_router(processing.router)
     app.include_router(tus.router)
     app.include_router(internal.router)

@@ -226,6 +226,35 @@ TUS_DELETE_RESPONSES: dict[str, dict[str, Any]] = {
     "412": _TUS_VERSION,
     "423": _error("A PATCH of this upload is in progress (`UPLOAD_LOCKED`)"),
 }
+
+
+# Direct uploads to S3: the declaration's refusals, and the verdicts of `complete`.
+UPLOAD_GONE = _error("Expired, cancelled or refused; its bytes are gone (`UPLOAD_GONE`)")
+UPLOAD_COMPLETE = _error("Completed; delete its document instead (`UPLOAD_COMPLETE`)")
+DIRECT_NOT_FOUND = _TUS_NOT_FOUND
+DIRECT_UPLOAD_RESPONSES: dict[str, dict[str, Any]] = {
+    "413": _error("Declared size over `MAX_FILE_SIZE_MB` (`FILE_TOO_LARGE`, `details.max_bytes`)"),
+    "422": _content_or_validation(
+        "Extension not allowed (`UNSUPPORTED_FILE_TYPE`), size 0 (`EMPTY_FILE`), or a bad field "
+        "(`VALIDATION_ERROR`)"
+    ),
+}
+DIRECT_COMPLETE_RESPONSES: dict[str, dict[str, Any]] = {
+    "404": DIRECT_NOT_FOUND,
+    "410": UPLOAD_GONE,
+    "422": _content_or_validation(
+        "The stored bytes were refused and deleted: not the declared size (`SIZE_MISMATCH`), "
+        "not the filename's type (`UNSUPPORTED_FILE_TYPE`), not the declared sha256 "
+        "(`CHECKSUM_MISMATCH`); or not every part has arrived yet (`SIZE_MISMATCH` with "
+        "`details.missing_parts`; the upload stays open)"
+    ),
+    "423": _error("Another `complete` of this upload is verifying it (`UPLOAD_LOCKED`)"),
+}
+DIRECT_OPEN_RESPONSES: dict[str, dict[str, Any]] = {
+    "404": DIRECT_NOT_FOUND,
+    "409": UPLOAD_COMPLETE,
+    "410": UPLOAD_GONE,
+}
 # Per operation, what it answers beyond the common responses; these replace FastAPI's.
 EXTRA_RESPONSES: dict[str, dict[str, dict[str, Any]]] = {
     "upload_document": UPLOAD_RESPONSES,
@@ -234,6 +263,11 @@ EXTRA_RESPONSES: dict[str, dict[str, dict[str, Any]]] = {
     "tus_get_upload": TUS_HEAD_RESPONSES,
     "tus_append": TUS_PATCH_RESPONSES,
     "tus_terminate_upload": TUS_DELETE_RESPONSES,
+    "create_direct_upload": DIRECT_UPLOAD_RESPONSES,
+    "sign_direct_upload_parts": DIRECT_OPEN_RESPONSES,
+    "get_direct_upload": {"404": DIRECT_NOT_FOUND, "410": UPLOAD_GONE},
+    "complete_direct_upload": DIRECT_COMPLETE_RESPONSES,
+    "cancel_direct_upload": DIRECT_OPEN_RESPONSES,
 }
 
 

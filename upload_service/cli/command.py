@@ -114,21 +114,33 @@ def _upload(args: argparse.Namespace, settings: Settings) -> int:
     if token is None:
         print("--token is required (no JWT_SECRET to mint one)", file=sys.stderr)
         return 2
-    tus = TusOptions(
-        mode="auto" if args.tus is None else "always" if args.tus else "never",
-        threshold=args.tus_threshold,
-        chunk_size=args.chunk_size,
-        state_dir=args.state_dir,
-        subject=token_subject(token),
-    )
-    outcomes = upload_files(
-        [Path(p) for p in args.files],
-        url=args.url,
-        token=token,
-        wait=args.wait,
-        wait_timeout_s=args.wait_timeout,
-        tus=tus,
-    )
+    if args.direct:
+        from upload_service.cli.direct_client import upload_direct
+
+        outcomes = upload_direct(
+            [Path(p) for p in args.files],
+            url=args.url,
+            token=token,
+            state_dir=args.state_dir,
+            wait=args.wait,
+            wait_timeout_s=args.wait_timeout,
+        )
+    else:
+        tus = TusOptions(
+            mode="auto" if args.tus is None else "always" if args.tus else "never",
+            threshold=args.tus_threshold,
+            chunk_size=args.chunk_size,
+            state_dir=args.state_dir,
+            subject=token_subject(token),
+        )
+        outcomes = upload_files(
+            [Path(p) for p in args.files],
+            url=args.url,
+            token=token,
+            wait=args.wait,
+            wait_timeout_s=args.wait_timeout,
+            tus=tus,
+        )
     for outcome in outcomes:
         if outcome.error:
             print(f"{outcome.path}\terror\t{outcome.error}", file=sys.stderr)
@@ -195,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
         "--tus", dest="tus", action="store_true", default=None, help="always upload resumably (tus)"
     )
     door.add_argument("--no-tus", dest="tus", action="store_false", help="never use tus")
+    door.add_argument(
+        "--direct", action="store_true", help="send the bytes straight to S3 (presigned)"
+    )
     upload.add_argument(
         "--tus-threshold",
         type=byte_size,
@@ -207,8 +222,9 @@ def _parser() -> argparse.ArgumentParser:
     upload.add_argument(
         "--state-dir",
         type=Path,
-        help="where unfinished uploads are remembered (default: $UPLOAD_SERVICE_STATE_DIR, "
-        "else $XDG_STATE_HOME/upload-service, else ~/.local/state/upload-service)",
+        help="where unfinished uploads (tus, --direct) are remembered (default: "
+        "$UPLOAD_SERVICE_STATE_DIR, else $XDG_STATE_HOME/upload-service, else "
+        "~/.local/state/upload-service)",
     )
     upload.set_defaults(run=_upload)
     return parser

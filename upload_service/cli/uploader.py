@@ -57,6 +57,10 @@ class TusOptions:
         return self.mode == "always" or size > self.threshold
 
 
+Sender = Callable[[httpx.Client, Progress, Path], "UploadOutcome"]
+"""Sends one file with the service's client and a progress display; says how it went."""
+
+
 def _quote(name: str) -> str:
     return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "").replace("\n", "")
 
@@ -95,11 +99,13 @@ def upload_files(
     tus: TusOptions | None = None,
     console: Console | None = None,
     transport: httpx.BaseTransport | None = None,
+    send: Sender | None = None,
 ) -> list[UploadOutcome]:
     """Upload each file, showing progress; with `wait`, poll until each is classified.
 
     Ctrl-C ends the run: the file being sent is reported interrupted, the rest are not tried.
-    `transport` replaces the network (tests).
+    `send` uploads one file another way (`direct_client`); by default the file's size chooses
+    between tus and `POST /v1/documents`. `transport` replaces the network (tests).
     """
     console = console or Console(stderr=True)
     tus = tus or TusOptions()
@@ -121,9 +127,14 @@ def upload_files(
         sender = _Sender(client, progress, console, tus)
         for path in paths:
             try:
-                outcomes.append(sender.upload(path))
+                if send is None:
+                    outcomes.append(sender.upload(path))
+                else:
+                    outcomes.append(send(client, progress, path))
             except KeyboardInterrupt:
-                outcomes.append(_interrupted(path, resumable=sender.resumable(path)))
+                # A direct upload remembers its parts; tus remembers its upload URL.
+                resumable = send is not None or sender.resumable(path)
+                outcomes.append(_interrupted(path, resumable=resumable))
                 return outcomes
         if wait:
             outcomes = [_wait_for(client, outcome, wait_timeout_s) for outcome in outcomes]

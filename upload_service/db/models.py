@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models: documents, jobs (exposed to clients as tasks) and idempotency keys."""
+"""SQLAlchemy 2 models: documents, jobs (exposed to clients as tasks), idempotency keys and
+direct uploads."""
 
 from __future__ import annotations
 
@@ -166,5 +167,50 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     locked_by: Mapped[str | None] = mapped_column(String(64), default=None)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+# A direct upload's URLs die at `expires_at`; a part sent just before may still be arriving, so
+# the upload is live (completable) this much longer, then the janitor removes it.
+DIRECT_UPLOAD_GRACE = timedelta(minutes=15)
+# How long one `complete` holds an upload while it verifies; a crashed one lets go after this.
+DIRECT_COMPLETE_LEASE = timedelta(minutes=10)
+
+
+def new_direct_upload_id() -> str:
+    """`dup_` + a ULID."""
+    return f"dup_{ULID()}"
+
+
+class DirectUpload(Base):
+    """An upload the client sends straight to S3: what it declared, where, and how it ended.
+
+    `state`: `pending` (bytes may be arriving), `completing` (one `complete` holds it until
+    `lease_until`), then `completed`, `rejected`, `cancelled` or `expired`.
+    """
+
+    __tablename__ = "direct_uploads"
+    __table_args__ = (
+        # The janitor's question: unfinished uploads past their expiry.
+        Index("ix_direct_uploads_state_expires_at", "state", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=new_direct_upload_id)
+    owner: Mapped[str] = mapped_column(String(255))
+    # Chosen at the start, so a repeated `complete` can only ever make this one document.
+    doc_id: Mapped[str] = mapped_column(String(40), default=new_doc_id)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(127))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    storage_key: Mapped[str] = mapped_column(String(255))
+    # The S3 multipart upload's id; None for a single presigned POST.
+    multipart_id: Mapped[str | None] = mapped_column(String(1024), default=None)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    part_count: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Why it was refused: the error code its `complete` answered.
+    outcome: Mapped[str | None] = mapped_column(String(64), default=None)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -34,6 +34,9 @@ _DATA_DESCRIPTOR_FLAG = 0x08
 # A ZIP's end record sits in its last 64 KiB + 22 bytes; the rest of the tail is for the central
 # directory, which is read from here when it fits (a DOCX's is a few KiB).
 _TAIL_BYTES = 256 * 1024
+# What `ContentSniffer.judge_ends` needs of a stored file: its first and last bytes.
+HEAD_BYTES = 8 * 1024
+TAIL_BYTES = _TAIL_BYTES
 
 
 def extension_of(filename: str) -> str:
@@ -76,6 +79,31 @@ class ContentSniffer:
         if len(self._head) < len(self._signature):
             raise self._mismatch()
         if self._zip is not None and not self._zip.holds(_DOCX_ENTRIES):
+            raise self._mismatch()
+        return self._expected
+
+    @property
+    def reads_tail(self) -> bool:
+        """Whether `judge_ends` looks at the tail (a ZIP's central directory)."""
+        return self._zip is not None
+
+    def judge_ends(self, head: bytes, tail: bytes) -> str | None:
+        """The type of a stored file from its first bytes and its last `TAIL_BYTES` (all of it
+        when shorter), or None when that cannot tell (a ZIP directory larger than the tail).
+
+        Raises as `finish` does when the ends already show the bytes are not the type.
+        """
+        signature = self._signature
+        if not head.startswith(signature):
+            raise self._mismatch()
+        if self._zip is None:
+            return self._expected
+        central = _central_directory_names(tail)
+        if central is _Central.NOT_A_ZIP:
+            raise self._mismatch()
+        if central is _Central.OUT_OF_REACH:
+            return None
+        if not central >= _DOCX_ENTRIES:
             raise self._mismatch()
         return self._expected
 

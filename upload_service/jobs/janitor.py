@@ -10,7 +10,10 @@ an object from the start of its multipart upload, not its completion, so the obj
 upload that completed a moment ago looks old while its row is a moment from committing.
 
 It also expires resumable uploads past their time (`upload_expiry`), and spares the objects and
-unfinished writes of the live ones, and forgets `Idempotency-Key`s past their 24 hours.
+unfinished writes of the live ones; removes direct uploads never completed (`direct_expiry`; its
+abort of unfinished writes stays under `raw/`, so a direct upload's open multipart upload under
+`staging/` is alive until that upload expires); and forgets `Idempotency-Key`s past their 24
+hours.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
+from upload_service.jobs.direct_expiry import expire_direct_uploads
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
@@ -119,8 +123,8 @@ async def purge_expired_keys(engine: AsyncEngine, *, now: datetime | None = None
 
 
 async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
-    """Expire old resumable uploads, abort crashed writes, delete old row-less objects, forget
-    expired idempotency keys."""
+    """Expire old resumable and direct uploads, abort crashed writes, delete old row-less
+    objects, forget expired idempotency keys."""
     older_than = timedelta(seconds=ctx.settings.janitor_orphan_age_s)
     uploads_expired = await expire_uploads(ctx.engine, ctx.storage)
     # Read after the expiry: the keys of uploads still alive, whose writes and objects stay.
@@ -133,10 +137,11 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     )
     expired = await purge_expired_keys(ctx.engine)
     forgotten = await purge_ended_uploads(ctx.engine)
+    direct = await expire_direct_uploads(ctx.engine, ctx.storage, older_than=older_than)
     logger.info(
         "janitor %s: %d resumable upload(s) expired, %d ended one(s) forgotten, %d unfinished "
         "write(s) aborted, %d of %d old object(s) removed (no row), %d expired "
-        "Idempotency-Key(s) forgotten",
+        "Idempotency-Key(s) forgotten, %d direct upload(s) expired, %d staged leftover(s) removed",
         job.id,
         uploads_expired,
         forgotten,
@@ -144,5 +149,7 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         sweep.removed,
         sweep.checked,
         expired,
+        direct.expired,
+        direct.leftovers,
     )
     return None

@@ -79,6 +79,15 @@ class StreamCheck:
         finally:
             self._size = size
 
+    @property
+    def tail_needed(self) -> bool:
+        """Whether `type_from_ends` needs the file's tail too (a ZIP lists its entries there)."""
+        return self._sniffer.reads_tail
+
+    def type_from_ends(self, head: bytes, tail: bytes) -> str | None:
+        """The file's type judged from its stored ends alone (`ContentSniffer.judge_ends`)."""
+        return self._sniffer.judge_ends(head, tail)
+
     def finish(self) -> CheckedFile:
         """The file as checked, once its last byte passed; raise if it is empty or not its type."""
         if self._size == 0:
