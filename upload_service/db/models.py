@@ -1,5 +1,5 @@
-"""SQLAlchemy 2 models: documents, jobs (exposed to clients as tasks), idempotency keys and
-direct uploads."""
+"""SQLAlchemy 2 models: documents, jobs (exposed to clients as tasks), idempotency keys, and
+resumable (tus) and direct uploads."""
 
 from __future__ import annotations
 
@@ -167,6 +167,8 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     locked_by: Mapped[str | None] = mapped_column(String(64), default=None)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
 # A direct upload's URLs die at `expires_at`; a part sent just before may still be arriving, so
