@@ -9,7 +9,7 @@ listing streams, and looked up again `JANITOR_SETTLE_S` later before anything is
 an object from the start of its multipart upload, not its completion, so the object of a long
 upload that completed a moment ago looks old while its row is a moment from committing.
 
-It also forgets `Idempotency-Key`s past their 24 hours.
+It also forgets `Idempotency-Key`s past their 24 hours, and events past `EVENTS_RETENTION_S`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
+from upload_service.events.retention import purge_old_events
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
@@ -117,13 +118,15 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     settle_s = min(ctx.settings.janitor_settle_s, ctx.settings.janitor_orphan_age_s)
     sweep = await remove_orphans(ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s)
     expired = await purge_expired_keys(ctx.engine)
+    events = await purge_old_events(ctx.engine, retention_s=ctx.settings.events_retention_s)
     logger.info(
         "janitor %s: %d unfinished upload(s) aborted, %d of %d old object(s) removed (no row), "
-        "%d expired Idempotency-Key(s) forgotten",
+        "%d expired Idempotency-Key(s) and %d old event(s) forgotten",
         job.id,
         aborted,
         sweep.removed,
         sweep.checked,
         expired,
+        events,
     )
     return None
