@@ -180,6 +180,11 @@ class Settings(BaseSettings):
     def _coherent(self) -> Settings:
         if self.jwt_secret is None and self.environment == "development":
             self.jwt_secret = DEV_JWT_SECRET
+        if not self.is_sqlite and self.db_max_connections < 3:
+            raise ValueError(
+                "DB_MAX_CONNECTIONS: at least 3 on PostgreSQL "
+                "(writes, reads, and the connection that listens for wake-ups)"
+            )
         if self.storage_backend == "s3" and not self.s3_bucket:
             raise ValueError("S3_BUCKET is required when STORAGE_BACKEND=s3")
         if self.environment == "production":

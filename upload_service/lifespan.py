@@ -103,7 +103,7 @@ async def open_resources(
             # uvicorn, --reload, gunicorn); PostgreSQL waits for `upload-service migrate`.
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
         # Every pool together stays within DB_MAX_CONNECTIONS (README, "Database connections").
-        shares = ConnectionShares.of(settings.db_max_connections)
+        shares = ConnectionShares.of(settings.db_max_connections, listener=not settings.is_sqlite)
         res.engine = create_engine(
             settings.database_url, pool_size=shares.writes, pooler=settings.behind_pooler
         )

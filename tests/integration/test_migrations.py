@@ -29,8 +29,8 @@ def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
-async def _check(url: str) -> None:
-    engine = create_engine(url)
+async def _check(url: str, *, pooler: bool = False) -> None:
+    engine = create_engine(url, pooler=pooler)
     try:
         async with engine.connect() as conn:
             assert {"documents", "jobs", "idempotency_keys"} <= await conn.run_sync(_tables)
@@ -39,11 +39,14 @@ async def _check(url: str) -> None:
         await engine.dispose()
 
 
-def test_postgres_at_head_matches_the_models(pg_url: str) -> None:
+def test_postgres_at_head_matches_the_models(
+    pg_url: str, pg_direct_url: str, pg_pooler: bool
+) -> None:
     # pg_url was migrated by the fixture; upgrading again is a no-op. (Alembic's env runs its
-    # own event loop, so these tests are synchronous.)
-    upgrade_to_head(pg_url)
-    asyncio.run(_check(pg_url))
+    # own event loop, so these tests are synchronous.) Migrations take the direct connection,
+    # as `upload-service migrate` does behind PgBouncer.
+    upgrade_to_head(pg_direct_url)
+    asyncio.run(_check(pg_url, pooler=pg_pooler))
 
 
 def test_sqlite_at_head_matches_the_models(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "/v1/events",
+    status_code=200,
     operation_id="stream_events",
     summary="Stream the caller's document changes (Server-Sent Events)",
     response_class=EventStreamResponse,

@@ -24,21 +24,25 @@ POOL_TIMEOUT_S = 3.0
 
 @dataclass(frozen=True, slots=True)
 class ConnectionShares:
-    """How one process's `DB_MAX_CONNECTIONS` is split between its two pools, never exceeded.
+    """How one process's `DB_MAX_CONNECTIONS` is split between its pools, never exceeded.
 
     Writes (request sessions, the upload's transaction, the worker, readiness) get the larger
     share: they hold a connection for a transaction. Reads hold one for a single statement.
     Neither pool overflows, and the odd read off the prepared path shares the writers' pool.
+    On PostgreSQL one more connection LISTENs for wake-ups; it comes out of the writers' share.
     """
 
     writes: int
     reads: int
+    listen: int = 0
 
     @classmethod
-    def of(cls, max_connections: int) -> ConnectionShares:
-        """The split of `max_connections` (at least 2): two fifths to reads, at least one each."""
+    def of(cls, max_connections: int, *, listener: bool = False) -> ConnectionShares:
+        """The split of `max_connections`: two fifths to reads, at least one each (and one to
+        the listening connection when there is one: `max_connections` is then at least 3)."""
         reads = max(1, max_connections * 2 // 5)
-        return cls(writes=max_connections - reads, reads=reads)
+        listen = 1 if listener else 0
+        return cls(writes=max_connections - reads - listen, reads=reads, listen=listen)
 
 
 def pooler_connect_args() -> dict[str, Any]:
