@@ -97,7 +97,10 @@ async def _worker_main(classifier_kind: str) -> None:
             if classifier_kind == "instant"
             else res.classifier
         )
-        worker = Worker(res.sessions, res.storage, classifier, res.http, settings)
+        # Woken by NOTIFY as in production (polling only as the slow fallback).
+        worker = Worker(
+            res.sessions, res.storage, classifier, res.http, settings, wakeups=res.wakeups
+        )
         await worker.start()
         print("ready", flush=True)
         await stop.wait()
@@ -179,7 +182,9 @@ async def _admin(url: str, sql: str) -> None:
 
 async def _reset(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE idempotency_keys, jobs, documents CASCADE"))
+        await conn.execute(
+            text("TRUNCATE idempotency_keys, jobs, documents, document_events CASCADE")
+        )
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE jobs, documents"))
