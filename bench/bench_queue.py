@@ -47,6 +47,7 @@ from upload_service.classifier.base import (  # noqa: E402
 from upload_service.db.migrate import upgrade_to_head  # noqa: E402
 from upload_service.db.models import Document, Job, new_doc_id, new_task_id  # noqa: E402
 from upload_service.db.session import create_engine  # noqa: E402
+from upload_service.events.outbox import wake_workers  # noqa: E402
 
 PY = sys.executable
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -228,6 +229,7 @@ async def _enqueue_backlog(engine: AsyncEngine, count: int, size: int) -> dateti
     async with engine.begin() as conn:
         await conn.execute(insert(Document), documents)
         await conn.execute(insert(Job), jobs)
+        await wake_workers(conn)  # As every enqueue does: NOTIFY at commit.
     # All jobs become visible to the workers at this commit: that is their enqueue time.
     committed = datetime.now(UTC)
     return committed
