@@ -47,6 +47,7 @@ from upload_service.classifier.base import (  # noqa: E402
 from upload_service.db.migrate import upgrade_to_head  # noqa: E402
 from upload_service.db.models import Document, Job, new_doc_id, new_task_id  # noqa: E402
 from upload_service.db.session import create_engine  # noqa: E402
+from upload_service.events.outbox import wake_workers  # noqa: E402
 
 PY = sys.executable
 DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -97,7 +98,10 @@ async def _worker_main(classifier_kind: str) -> None:
             if classifier_kind == "instant"
             else res.classifier
         )
-        worker = Worker(res.sessions, res.storage, classifier, res.http, settings)
+        # Woken by NOTIFY as in production (polling only as the slow fallback).
+        worker = Worker(
+            res.sessions, res.storage, classifier, res.http, settings, wakeups=res.wakeups
+        )
         await worker.start()
         print("ready", flush=True)
         await stop.wait()
@@ -179,7 +183,9 @@ async def _admin(url: str, sql: str) -> None:
 
 async def _reset(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE idempotency_keys, jobs, documents CASCADE"))
+        await conn.execute(
+            text("TRUNCATE idempotency_keys, jobs, documents, document_events CASCADE")
+        )
     async with engine.connect() as conn:
         await conn.execution_options(isolation_level="AUTOCOMMIT")
         await conn.execute(text("VACUUM ANALYZE jobs, documents"))
@@ -223,6 +229,7 @@ async def _enqueue_backlog(engine: AsyncEngine, count: int, size: int) -> dateti
     async with engine.begin() as conn:
         await conn.execute(insert(Document), documents)
         await conn.execute(insert(Job), jobs)
+        await wake_workers(conn)  # As every enqueue does: NOTIFY at commit.
     # All jobs become visible to the workers at this commit: that is their enqueue time.
     committed = datetime.now(UTC)
     return committed

@@ -26,6 +26,9 @@ from upload_service.db.session import ConnectionShares, create_engine, create_se
 from upload_service.documents.doors.tus.running_checks import RunningChecks
 from upload_service.edge.auth import TokenVerifier
 from upload_service.edge.rate_limits import RateLimits
+from upload_service.events.hub import StreamHub
+from upload_service.events.outbox import EVENTS_CHANNEL, JOBS_CHANNEL
+from upload_service.events.wakeups import Wakeups, create_wakeups
 from upload_service.jobs.worker import Worker
 from upload_service.runtime.allocator import map_large_buffers
 from upload_service.runtime.termination import on_termination
@@ -59,6 +62,8 @@ class Resources:
     rate_limits: RateLimits | None = None
     # The running checks of the tus uploads this process serves (one per process, in memory).
     tus_checks: RunningChecks = field(default_factory=RunningChecks)
+    wakeups: Wakeups | None = None
+    hub: StreamHub | None = None
     shutting_down: bool = False
     closed: list[str] = field(default_factory=list)
 
@@ -92,9 +97,15 @@ def build_direct_uploads(settings: Settings, storage: Storage) -> DirectUploads 
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, into: Resources | None = None
+    settings: Settings,
+    into: Resources | None = None,
+    *,
+    wake_channels: tuple[str, ...] = (EVENTS_CHANNEL, JOBS_CHANNEL),
 ) -> AsyncIterator[Resources]:
-    """Open the resources in order; on exit or on a failed start, close them in reverse."""
+    """Open the resources in order; on exit or on a failed start, close them in reverse.
+
+    `wake_channels` are those this process listens to: event streams' and workers'.
+    """
     res = into if into is not None else Resources(settings=settings)
     async with AsyncExitStack() as stack:
 
@@ -110,15 +121,25 @@ async def open_resources(
             # uvicorn, --reload, gunicorn); PostgreSQL waits for `upload-service migrate`.
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
         # Every pool together stays within DB_MAX_CONNECTIONS (README, "Database connections").
-        shares = ConnectionShares.of(settings.db_max_connections)
-        res.engine = create_engine(settings.database_url, pool_size=shares.writes)
+        shares = ConnectionShares.of(settings.db_max_connections, listener=not settings.is_sqlite)
+        res.engine = create_engine(
+            settings.database_url, pool_size=shares.writes, pooler=settings.behind_pooler
+        )
         on_close("database", res.engine.dispose)
         res.schema = SchemaState(res.engine, at_head=settings.is_sqlite)
         res.sessions = create_session_factory(res.engine)
         res.reader = await open_reader(
-            settings.database_url, pool_size=shares.reads, writers=res.engine
+            settings.database_url,
+            pool_size=shares.reads,
+            writers=res.engine,
+            pooler=settings.behind_pooler,
         )
         on_close("database reader", res.reader.close)
+
+        res.wakeups = create_wakeups(res.engine, settings.listen_url, wake_channels)
+        # Started now, but connects in the background: start-up must not need the database.
+        await res.wakeups.start()
+        on_close("wakeups", res.wakeups.aclose)
 
         res.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=3.0),
@@ -154,6 +175,7 @@ def _in_process_worker(resources: Resources) -> Worker:
         resources.classifier,
         resources.http,
         resources.settings,
+        wakeups=resources.wakeups,
     )
 
 
@@ -189,10 +211,16 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         async with open_resources(settings) as resources:
             app.state.resources = resources
             loop = asyncio.get_running_loop()
+            assert resources.wakeups is not None
+            hub = resources.hub = StreamHub(
+                resources.wakeups, max_streams_per_owner=settings.events_max_streams
+            )
 
             def begin_shutdown() -> None:
-                # Readiness turns 503 now, while the server drains in-flight requests.
+                # Readiness turns 503 now, while the server drains in-flight requests; event
+                # streams end now, or they would hold the drain up until its timeout.
                 resources.shutting_down = True
+                loop.call_soon_threadsafe(hub.close)
                 loop.call_soon_threadsafe(logger.warning, "termination signal: draining")
 
             assert resources.schema is not None
@@ -216,6 +244,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 # one's objects still out of the collector's reach.
                 gc.unfreeze()
                 resources.shutting_down = True
+                hub.close()
                 if worker is not None and starting is not None:
                     # Before the resources close: finish or hand back what it holds.
                     await stop_worker(worker, starting, WORKER_STOP_TIMEOUT_S)

@@ -10,6 +10,7 @@ import upload_service
 from upload_service.api import (
     direct_uploads,
     documents,
+    events,
     health,
     internal,
     metrics,
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(direct_uploads.router)
     app.include_router(processing.router)
     app.include_router(tus.router)
+    app.include_router(events.router)
     app.include_router(internal.router)
     return app
 

@@ -98,7 +98,7 @@ async def test_every_write_route_is_503_when_the_pool_stays_exhausted(
     ):
         assert resources.engine is not None
         async with AsyncExitStack() as held:
-            for _ in range(ConnectionShares.of(4).writes):
+            for _ in range(ConnectionShares.of(4, listener=True).writes):
                 await held.enter_async_context(resources.engine.connect())
             started = time.monotonic()
             responses = await call_all(client, routes)
@@ -112,7 +112,7 @@ async def test_a_read_is_503_when_every_read_connection_stays_busy(
     make_settings: MakeSettings, pg_url: str, pg_clean: AsyncEngine, make_token: MakeToken
 ) -> None:
     user = {"Authorization": f"Bearer {make_token('user-a')}"}
-    assert ConnectionShares.of(4).reads == 1
+    assert ConnectionShares.of(4, listener=True).reads == 1
     async with with_a_document(make_settings, pg_url, make_token, db_max_connections=4) as (
         client,
         _,

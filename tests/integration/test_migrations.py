@@ -29,8 +29,8 @@ def _tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
 
 
-async def _check(url: str) -> None:
-    engine = create_engine(url)
+async def _check(url: str, *, pooler: bool = False) -> None:
+    engine = create_engine(url, pooler=pooler)
     try:
         async with engine.connect() as conn:
             assert {"documents", "jobs", "idempotency_keys"} <= await conn.run_sync(_tables)
@@ -39,11 +39,14 @@ async def _check(url: str) -> None:
         await engine.dispose()
 
 
-def test_postgres_at_head_matches_the_models(pg_url: str) -> None:
+def test_postgres_at_head_matches_the_models(
+    pg_url: str, pg_direct_url: str, pg_pooler: bool
+) -> None:
     # pg_url was migrated by the fixture; upgrading again is a no-op. (Alembic's env runs its
-    # own event loop, so these tests are synchronous.)
-    upgrade_to_head(pg_url)
-    asyncio.run(_check(pg_url))
+    # own event loop, so these tests are synchronous.) Migrations take the direct connection,
+    # as `upload-service migrate` does behind PgBouncer.
+    upgrade_to_head(pg_direct_url)
+    asyncio.run(_check(pg_url, pooler=pg_pooler))
 
 
 def test_sqlite_at_head_matches_the_models(tmp_path: Path) -> None:
@@ -92,10 +95,10 @@ def test_processes_starting_at_once_migrate_one_sqlite_file_once(tmp_path: Path)
 
 
 def test_head_is_the_newest_revision_and_only_an_older_one_is_behind() -> None:
-    assert head_revisions() == {"0004"}
+    assert head_revisions() == {"0005"}
     assert is_behind(())  # Never migrated.
     assert is_behind(("0001",))  # A known older revision.
     assert is_behind(("0002",))
-    assert not is_behind(("0004",))
+    assert not is_behind(("0005",))
     # A revision this code does not know is a newer release's: not behind (rolling deploys).
     assert not is_behind(("9999_from_a_newer_release",))

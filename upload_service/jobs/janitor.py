@@ -12,8 +12,8 @@ upload that completed a moment ago looks old while its row is a moment from comm
 It also expires resumable uploads past their time (`upload_expiry`), and spares the objects and
 unfinished writes of the live ones; removes direct uploads never completed (`direct_expiry`; its
 abort of unfinished writes stays under `raw/`, so a direct upload's open multipart upload under
-`staging/` is alive until that upload expires); and forgets `Idempotency-Key`s past their 24
-hours.
+`staging/` is alive until that upload expires); forgets `Idempotency-Key`s past their 24
+hours, and events past `EVENTS_RETENTION_S`.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
+from upload_service.events.retention import purge_old_events
 from upload_service.jobs.direct_expiry import expire_direct_uploads
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
@@ -138,10 +139,12 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     expired = await purge_expired_keys(ctx.engine)
     forgotten = await purge_ended_uploads(ctx.engine)
     direct = await expire_direct_uploads(ctx.engine, ctx.storage, older_than=older_than)
+    events = await purge_old_events(ctx.engine, retention_s=ctx.settings.events_retention_s)
     logger.info(
         "janitor %s: %d resumable upload(s) expired, %d ended one(s) forgotten, %d unfinished "
         "write(s) aborted, %d of %d old object(s) removed (no row), %d expired "
-        "Idempotency-Key(s) forgotten, %d direct upload(s) expired, %d staged leftover(s) removed",
+        "Idempotency-Key(s) forgotten, %d direct upload(s) expired, %d staged leftover(s) "
+        "removed, %d old event(s) forgotten",
         job.id,
         uploads_expired,
         forgotten,
@@ -151,5 +154,6 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         expired,
         direct.expired,
         direct.leftovers,
+        events,
     )
     return None

@@ -12,6 +12,8 @@ logger = logging.getLogger("upload_service.access")
 USER_ID_STATE_KEY = "user_id"
 # Kubelet and Prometheus call these every few seconds; at INFO they would be most of the log.
 QUIET_PATHS = frozenset({"/health", "/readiness", "/metrics"})
+# Responses that last as long as their client wants (event streams): long is not slow.
+LONG_LIVED_PATHS = frozenset({"/v1/events"})
 
 
 class AccessLog:
@@ -22,7 +24,7 @@ class AccessLog:
 
     def record(self, scope: Scope, route: str, status: int, duration_ms: float) -> None:
         """Log one answered request."""
-        slow = duration_ms > self.slow_request_ms
+        slow = duration_ms > self.slow_request_ms and scope["path"] not in LONG_LIVED_PATHS
         if slow:
             level = logging.WARNING
         elif scope["path"] in QUIET_PATHS and status < 400:

@@ -87,10 +87,10 @@ def run_stalled_clients_scenario(
     return doc_ids
 
 
-def server_env(pg_url: str, **extra: str) -> dict[str, str]:
+def server_env(database_env: dict[str, str], **extra: str) -> dict[str, str]:
     return {
         "ENVIRONMENT": "test",
-        "DATABASE_URL": pg_url,
+        **database_env,
         "JWT_SECRET": TEST_SECRET,
         "WORKER_ENABLED": "false",
         "UPLOAD_BUFFER_BUDGET_MB": "16",
@@ -106,11 +106,11 @@ async def test_stalled_clients_on_s3_are_cut_off_and_starve_nobody(
     s3_client: S3Client,
     make_token: MakeToken,
     pg_clean: AsyncEngine,
-    pg_url: str,
+    database_env: dict[str, str],
 ) -> None:
     server = live_server(
         server_env(
-            pg_url,
+            database_env,
             STORAGE_BACKEND="s3",
             S3_BUCKET=s3_bucket,
             S3_ENDPOINT_URL=moto_server,
@@ -132,11 +132,11 @@ async def test_stalled_clients_on_local_storage_are_cut_off_and_starve_nobody(
     live_server: Callable[..., LiveServer],
     make_token: MakeToken,
     pg_clean: AsyncEngine,
-    pg_url: str,
+    database_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "storage"
-    server = live_server(server_env(pg_url, LOCAL_STORAGE_DIR=str(root)))
+    server = live_server(server_env(database_env, LOCAL_STORAGE_DIR=str(root)))
 
     def stored() -> list[str]:
         # Every file, temporary ones (dot-named) included: none may be left.

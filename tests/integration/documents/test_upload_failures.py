@@ -161,13 +161,13 @@ async def test_client_disconnect_mid_body_leaves_nothing(
     s3_client: S3Client,
     make_token: MakeToken,
     pg_clean: AsyncEngine,
-    pg_url: str,
+    database_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     server = live_server(
         {
             "ENVIRONMENT": "test",
-            "DATABASE_URL": pg_url,
+            **database_env,
             "STORAGE_BACKEND": "s3",
             "S3_BUCKET": s3_bucket,
             "S3_ENDPOINT_URL": moto_server,

@@ -84,6 +84,19 @@ async def test_slow_request_is_a_warning(
     assert line["slow"] is True
 
 
+async def test_a_long_event_stream_is_not_a_slow_request(
+    make_settings: MakeSettings, make_token: MakeToken, json_lines: JsonLines
+) -> None:
+    headers = {"Authorization": f"Bearer {make_token('alice')}"}
+    app = create_app(make_settings(slow_request_ms=0.001))
+    async with running_app(app) as client:
+        app.state.resources.hub.close()  # Streams end at once, as on SIGTERM.
+        response = await client.get("/v1/events", headers=headers)
+    assert response.status_code == 200
+    [line] = access_lines(json_lines())
+    assert (line["route"], line["level"], line["slow"]) == ("/v1/events", "INFO", False)
+
+
 async def test_unhandled_error_line_carries_the_request_id(
     make_settings: MakeSettings, make_token: MakeToken, json_lines: JsonLines
 ) -> None:

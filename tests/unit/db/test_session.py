@@ -19,8 +19,19 @@ def test_the_pools_together_never_exceed_the_maximum_and_each_gets_one(maximum: 
     assert shares.reads >= 1
 
 
+@pytest.mark.parametrize("maximum", [3, 4, 5, 10, 11, 50, 1000])
+def test_the_listening_connection_is_counted_in_the_maximum(maximum: int) -> None:
+    shares = ConnectionShares.of(maximum, listener=True)
+    assert shares.writes + shares.reads + shares.listen == maximum
+    assert shares.listen == 1
+    assert shares.writes >= 1
+    assert shares.reads >= 1
+
+
 def test_the_default_gives_writes_six_and_reads_four() -> None:
     assert ConnectionShares.of(10) == ConnectionShares(writes=6, reads=4)
+    # On PostgreSQL the LISTEN connection is one of the writers' six.
+    assert ConnectionShares.of(10, listener=True) == ConnectionShares(writes=5, reads=4, listen=1)
 
 
 async def test_an_sqlite_pool_holds_its_share_and_never_more(tmp_path: Path) -> None:

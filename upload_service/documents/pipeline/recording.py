@@ -24,6 +24,7 @@ from upload_service.db.outage import database_required
 from upload_service.documents.pipeline.checks import CheckedFile
 from upload_service.documents.pipeline.cleanup import delete_quietly
 from upload_service.errors import DatabaseUnavailable, IdempotencyConflict
+from upload_service.events.outbox import DocumentChange, record_events
 from upload_service.jobs.queue import enqueue
 from upload_service.observability.context import correlation_id_var
 from upload_service.storage.base import Storage
@@ -176,9 +177,7 @@ async def _write_rows(
 ) -> UploadResult:
     try:
         async with database_required(f"recording upload {document.id}"), sessions() as session:
-            await _stage(session, idempotency_key, document, settings)
-            if also is not None:
-                await also(session)
+            await _stage(session, idempotency_key, document, settings, also)
             progress.commit_sent = True
             await session.commit()
     except IntegrityError:
@@ -199,7 +198,11 @@ async def _write_rows(
 
 
 async def _stage(
-    session: AsyncSession, idempotency_key: str | None, document: Document, settings: Settings
+    session: AsyncSession,
+    idempotency_key: str | None,
+    document: Document,
+    settings: Settings,
+    also: StageAlso | None,
 ) -> None:
     # Every statement is sent before COMMIT, so that COMMIT is the only step whose failure
     # leaves the outcome unknown.
@@ -231,6 +234,10 @@ async def _stage(
         max_attempts=settings.job_max_attempts,
     )
     await session.flush()
+    if also is not None:
+        await also(session)
+    # Last: writing the event takes the owner's lock, held from here to the COMMIT.
+    await record_events(await session.connection(), [DocumentChange.of(document)])
 
 
 async def _settle_lost_commit(sessions: async_sessionmaker[AsyncSession], doc_id: str) -> Document:
