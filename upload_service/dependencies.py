@@ -19,6 +19,7 @@ from upload_service.config import Settings
 from upload_service.db.migrate import SchemaState
 from upload_service.db.outage import is_unreachable, unavailable
 from upload_service.db.reads import Reader
+from upload_service.documents.doors.tus.context import TusContext
 from upload_service.edge.auth import Principal
 from upload_service.edge.rate_limits import LimitKind, RateLimits
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
@@ -180,3 +181,18 @@ async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSessi
 
 
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
+
+
+async def get_tus_context(request: Request) -> TusContext:
+    """What the tus door works with: sessions, storage, settings, this process's running checks."""
+    resources = _resources(request)
+    if (behind := _behind(resources)) is not None:
+        await behind.require()
+    assert resources.sessions is not None
+    assert resources.storage is not None
+    return TusContext(
+        resources.sessions, resources.storage, resources.settings, resources.tus_checks
+    )
+
+
+TusContextDep = Annotated[TusContext, Depends(get_tus_context)]

@@ -240,6 +240,92 @@ class RangeNotSatisfiable(UploadServiceError):
         super().__init__(headers={"Content-Range": f"bytes */{size}"})
 
 
+class TusRequestInvalid(UploadServiceError):
+    """A tus request whose headers break the protocol (no `Upload-Length`, a bad `Upload-Offset`,
+    malformed metadata, an unknown checksum algorithm, a body past `Upload-Length`).
+
+    The contract's 400 code for an upload that cannot be taken as sent.
+    """
+
+    status_code = 400
+    error_code = "MALFORMED_UPLOAD"
+    default_message = "The tus request is malformed"
+
+
+class UploadNotFound(NotFound):
+    error_code = "NOT_FOUND"
+    default_message = "Upload not found"
+
+
+class OffsetMismatch(UploadServiceError):
+    status_code = 409
+    error_code = "OFFSET_MISMATCH"
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(
+            f"Upload-Offset does not match the server's offset {offset}",
+            details={"offset": offset},
+            headers={"Upload-Offset": str(offset)},
+        )
+
+
+class UploadComplete(UploadServiceError):
+    """The upload is finished: it takes no more bytes and cannot be terminated."""
+
+    status_code = 409
+    error_code = "UPLOAD_COMPLETE"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, headers=headers)
+
+
+class UploadGone(UploadServiceError):
+    status_code = 410
+    error_code = "UPLOAD_GONE"
+    default_message = "The upload expired or was terminated"
+
+
+class UnsupportedTusVersion(UploadServiceError):
+    status_code = 412
+    error_code = "UNSUPPORTED_TUS_VERSION"
+    default_message = "Tus-Resumable must be 1.0.0"
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Tus-Version": "1.0.0"})
+
+
+class UnsupportedMediaType(UploadServiceError):
+    status_code = 415
+    error_code = "UNSUPPORTED_MEDIA_TYPE"
+    default_message = "Content-Type must be application/offset+octet-stream"
+
+
+class UploadLocked(UploadServiceError):
+    status_code = 423
+    error_code = "UPLOAD_LOCKED"
+    default_message = "Another request is writing to this upload; try again shortly"
+
+
+class TooManyOpenUploads(UploadServiceError):
+    status_code = 429
+    error_code = "TOO_MANY_OPEN_UPLOADS"
+
+    def __init__(self, cap: int) -> None:
+        super().__init__(
+            f"You already hold {cap} unfinished uploads; finish or terminate one first",
+            details={"max_open_uploads": cap},
+            headers={"Retry-After": "60"},
+        )
+
+
+class TusChecksumMismatch(UploadServiceError):
+    """The PATCH body does not match its `Upload-Checksum`: nothing of it was kept."""
+
+    status_code = 460
+    error_code = "CHECKSUM_MISMATCH"
+    default_message = "The body does not match Upload-Checksum; the offset is unchanged"
+
+
 def error_body(
     error_code: str,
     message: str,

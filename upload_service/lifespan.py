@@ -23,6 +23,7 @@ from upload_service.config import Settings
 from upload_service.db.migrate import SchemaState, upgrade_to_head
 from upload_service.db.reads import Reader, open_reader
 from upload_service.db.session import ConnectionShares, create_engine, create_session_factory
+from upload_service.documents.doors.tus.running_checks import RunningChecks
 from upload_service.edge.auth import TokenVerifier
 from upload_service.edge.rate_limits import RateLimits
 from upload_service.jobs.worker import Worker
@@ -52,6 +53,8 @@ class Resources:
     classifier: Classifier | None = None
     verifier: TokenVerifier | None = None
     rate_limits: RateLimits | None = None
+    # The running checks of the tus uploads this process serves (one per process, in memory).
+    tus_checks: RunningChecks = field(default_factory=RunningChecks)
     shutting_down: bool = False
     closed: list[str] = field(default_factory=list)
 

@@ -132,3 +132,39 @@ class IdempotencyKey(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     doc_id: Mapped[str] = mapped_column(String(40), ForeignKey("documents.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Upload(Base):
+    """A resumable (tus) upload: its progress here, its bytes in storage's partial objects.
+
+    The offset moves only after the bytes below it are durable, and only by the request that
+    holds the lease (`locked_by` until `locked_until`), with a compare-and-set on the offset.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        # The per-user cap counts an owner's unfinished uploads.
+        Index("ix_uploads_owner_state", "owner", "state"),
+        # The janitor looks for unfinished uploads past their expiry.
+        Index("ix_uploads_state_expires_at", "state", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    # `Upload-Metadata` exactly as the client sent it (HEAD answers it back).
+    upload_metadata: Mapped[str | None] = mapped_column("metadata", Text, default=None)
+    filename: Mapped[str] = mapped_column(String(255))
+    doc_id: Mapped[str] = mapped_column(String(40))
+    storage_key: Mapped[str] = mapped_column(String(255))
+    # The storage's own state of the partial object (`storage/partial.py`), JSON.
+    storage_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # open → finishing (every byte saved, the document not yet recorded) → done;
+    # or terminated (DELETE, a wrong type) or expired (the janitor).
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

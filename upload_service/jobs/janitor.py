@@ -9,7 +9,8 @@ listing streams, and looked up again `JANITOR_SETTLE_S` later before anything is
 an object from the start of its multipart upload, not its completion, so the object of a long
 upload that completed a moment ago looks old while its row is a moment from committing.
 
-It also forgets `Idempotency-Key`s past their 24 hours.
+It also expires resumable uploads past their time (`upload_expiry`), and spares the objects and
+unfinished writes of the live ones, and forgets `Idempotency-Key`s past their 24 hours.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +29,7 @@ from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
+from upload_service.jobs.upload_expiry import expire_uploads, live_upload_keys
 from upload_service.storage.base import Storage
 from upload_service.storage.keys import RAW_PREFIX, doc_id_of
 
@@ -53,10 +56,12 @@ async def remove_orphans(
     older_than: timedelta,
     now: datetime | None = None,
     settle_s: float = 0.0,
+    keep: Collection[str] = (),
 ) -> OrphanSweep:
     """Delete objects under `raw/` older than `older_than` whose document has no row.
 
-    An object is deleted only if its row is missing at two looks `settle_s` apart.
+    An object is deleted only if its row is missing at two looks `settle_s` apart; the keys in
+    `keep` (unfinished resumable uploads) never are.
     """
     cutoff = (now or utc_now()) - older_than
     checked = removed = 0
@@ -64,7 +69,7 @@ async def remove_orphans(
     async for stored in storage.list_objects(RAW_PREFIX):
         doc_id = doc_id_of(stored.key)
         # A key we did not make is not ours to judge; a young one may be committing its row.
-        if doc_id is None or stored.modified_at >= cutoff:
+        if doc_id is None or stored.modified_at >= cutoff or stored.key in keep:
             continue
         candidates[stored.key] = doc_id
         if len(candidates) >= ROW_CHECK_BATCH:
@@ -110,17 +115,24 @@ async def purge_expired_keys(engine: AsyncEngine, *, now: datetime | None = None
 
 
 async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
-    """Abort unfinished uploads, delete old row-less objects, forget expired idempotency keys."""
+    """Expire old resumable uploads, abort crashed writes, delete old row-less objects, forget
+    expired idempotency keys."""
     older_than = timedelta(seconds=ctx.settings.janitor_orphan_age_s)
-    aborted = await ctx.storage.abort_incomplete_uploads(older_than, RAW_PREFIX)
+    uploads_expired = await expire_uploads(ctx.engine, ctx.storage)
+    # Read after the expiry: the keys of uploads still alive, whose writes and objects stay.
+    live = await live_upload_keys(ctx.engine)
+    aborted = await ctx.storage.abort_incomplete_uploads(older_than, RAW_PREFIX, keep=live)
     # A second look later than the orphan age itself would protect nothing more.
     settle_s = min(ctx.settings.janitor_settle_s, ctx.settings.janitor_orphan_age_s)
-    sweep = await remove_orphans(ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s)
+    sweep = await remove_orphans(
+        ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s, keep=live
+    )
     expired = await purge_expired_keys(ctx.engine)
     logger.info(
-        "janitor %s: %d unfinished upload(s) aborted, %d of %d old object(s) removed (no row), "
-        "%d expired Idempotency-Key(s) forgotten",
+        "janitor %s: %d resumable upload(s) expired, %d unfinished write(s) aborted, "
+        "%d of %d old object(s) removed (no row), %d expired Idempotency-Key(s) forgotten",
         job.id,
+        uploads_expired,
         aborted,
         sweep.removed,
         sweep.checked,

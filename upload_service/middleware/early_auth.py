@@ -27,17 +27,29 @@ PUBLIC_PATHS = frozenset(
         "/redoc",
     }
 )
+# Public for one method only: tus clients ask what the server speaks before they sign in.
+PUBLIC_REQUESTS = frozenset({("OPTIONS", "/v1/uploads/tus")})
 # Where the verified caller waits for `get_current_user`.
 PRINCIPAL_STATE_KEY = "principal"
 
 
 class EarlyAuthMiddleware:
-    def __init__(self, app: ASGIApp, public_paths: frozenset[str] = PUBLIC_PATHS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        public_paths: frozenset[str] = PUBLIC_PATHS,
+        public_requests: frozenset[tuple[str, str]] = PUBLIC_REQUESTS,
+    ) -> None:
         self.app = app
         self.public_paths = public_paths
+        self.public_requests = public_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.public_paths:
+        if (
+            scope["type"] != "http"
+            or scope["path"] in self.public_paths
+            or (scope["method"], scope["path"]) in self.public_requests
+        ):
             await self.app(scope, receive, send)
             return
         authorization = incoming_header(scope, b"authorization")

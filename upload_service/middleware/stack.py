@@ -14,6 +14,7 @@ from upload_service.middleware.early_auth import EarlyAuthMiddleware
 from upload_service.middleware.observe import ObserveMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
+from upload_service.middleware.tus import TusProtocolMiddleware
 
 EXPOSED_HEADERS = [
     "X-Request-ID",
@@ -27,6 +28,17 @@ EXPOSED_HEADERS = [
     "Idempotent-Replayed",
     "Content-Disposition",
     "ETag",
+    # The tus protocol's answers (a browser's tus client reads them).
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Expires",
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Document-Location",
 ]
 
 # Stored documents are served as they are: never compress a download.
@@ -47,8 +59,10 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     (the access line and the request metrics, from one measurement) comes next, so its lines
     carry both ids and it sees every answer, early 401 and 500 included; CORS wraps the
     catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
-    and a preflight needs no token; the catch-all sits inside all of them so a 500 still passes
-    back through them; gzip is innermost and only ever sees JSON worth compressing.
+    and a preflight needs no token; the tus layer comes before auth so its 412 needs no token
+    and its version header is on every tus answer, 401 and 500 included; the catch-all sits
+    inside all of them so a 500 still passes back through them; gzip is innermost and only
+    ever sees JSON worth compressing.
     """
     return [
         Middleware(RequestIdMiddleware),
@@ -58,7 +72,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         Middleware(
             CorsMiddleware,
             allow_origins=settings.cors_allow_origins,
-            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_methods=["POST", "GET", "HEAD", "PATCH", "DELETE", "OPTIONS"],
             allow_headers=[
                 "Authorization",
                 "Content-Type",
@@ -67,10 +81,21 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
                 "X-Correlation-ID",
                 "If-None-Match",
                 "Range",
+                # What tus clients send (tus-js-client, Uppy).
+                "Upload-Length",
+                "Upload-Offset",
+                "Upload-Metadata",
+                "Upload-Checksum",
+                "Tus-Resumable",
+                "Upload-Defer-Length",
+                "Upload-Concat",
+                "X-HTTP-Method-Override",
+                "X-Requested-With",
             ],
             expose_headers=EXPOSED_HEADERS,
             max_age_s=600,
         ),
+        Middleware(TusProtocolMiddleware),
         Middleware(CatchAllMiddleware),
         Middleware(EarlyAuthMiddleware),
         Middleware(

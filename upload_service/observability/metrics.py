@@ -109,6 +109,17 @@ def record_upload(size_bytes: int) -> None:
     UPLOAD_SIZE.observe(size_bytes)
 
 
+TUS_REHASH = Counter(
+    "tus_rehash_total",
+    "Resumable uploads whose finished object was read back to hash it (no running check here)",
+)
+
+
+def record_tus_rehash() -> None:
+    """Count one resumable upload verified by reading its finished object back."""
+    TUS_REHASH.inc()
+
+
 def record_job(kind: str, outcome: str) -> None:
     """Count one finished job attempt: `succeeded`, `retried` or `failed`."""
     JOBS.labels(kind, outcome).inc()

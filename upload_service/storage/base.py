@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -70,8 +70,14 @@ class Storage(Protocol):
         """Stream the committed objects whose key starts with `prefix`, a page at a time."""
         ...
 
-    async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
-        """Discard unfinished writes under `prefix` begun over `older_than` ago; count them."""
+    async def abort_incomplete_uploads(
+        self, older_than: timedelta, prefix: str = "", keep: Collection[str] = ()
+    ) -> int:
+        """Discard unfinished writes under `prefix` begun over `older_than` ago; count them.
+
+        Writes to the keys in `keep` are left alone: they belong to resumable uploads that are
+        still alive, however long ago they began.
+        """
         ...
 
     @property

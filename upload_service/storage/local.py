@@ -13,7 +13,7 @@ import itertools
 import os
 import tempfile
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -22,6 +22,7 @@ from typing import BinaryIO
 from upload_service.errors import StorageUnavailable
 from upload_service.storage.base import ByteRange, StoredObject
 from upload_service.storage.budget import BufferBudget
+from upload_service.storage.local_partial import LocalPartialObjects
 from upload_service.storage.local_writer import LocalObjectWriter
 
 READ_CHUNK_BYTES = 256 * 1024
@@ -54,6 +55,7 @@ class LocalStorage:
         self._root = Path(os.path.abspath(root))
         self.budget = budget or BufferBudget.from_megabytes(DEFAULT_BUDGET_MB)
         self._background: set[asyncio.Future[None]] = set()
+        self._partial_objects = LocalPartialObjects(self._root, self.path_for, self.budget)
         # Created once at start-up so that a fresh machine is ready; `check` reports failures.
         with contextlib.suppress(OSError):
             self._root.mkdir(parents=True, exist_ok=True)
@@ -62,6 +64,11 @@ class LocalStorage:
     def root(self) -> Path:
         """The directory that holds every object."""
         return self._root
+
+    @property
+    def partial_objects(self) -> LocalPartialObjects:
+        """Resumable uploads' partial files, under the root's hidden `.partial/`."""
+        return self._partial_objects
 
     def path_for(self, key: str) -> Path:
         """The file of `key`, refusing keys that are empty, absolute or escape the root."""
@@ -171,15 +178,22 @@ class LocalStorage:
             finally:
                 await asyncio.to_thread(entries.close)
 
-    async def abort_incomplete_uploads(self, older_than: timedelta, prefix: str = "") -> int:
-        """Delete temporary files a crash left under `prefix`, older than `older_than`."""
+    async def abort_incomplete_uploads(
+        self, older_than: timedelta, prefix: str = "", keep: Collection[str] = ()
+    ) -> int:
+        """Delete temporary files a crash left under `prefix`, older than `older_than`.
+
+        Temporary files of the keys in `keep` stay (the caller knows them to be alive).
+        """
+        kept = frozenset(keep)
         directory = self._directory_of(prefix)
 
         def sweep() -> int:
             cutoff = time.time() - older_than.total_seconds()
             removed = 0
             for path in directory.rglob(f"{TEMP_PREFIX}*"):
-                if not self._key_of_temp(path).startswith(prefix):
+                key = self._key_of_temp(path)
+                if not key.startswith(prefix) or key in kept:
                     continue
                 with contextlib.suppress(FileNotFoundError):
                     if path.is_file() and path.stat().st_mtime < cutoff:

@@ -29,7 +29,7 @@ WRITEBACK_BYTES = 8 * 1024 * 1024
 _ADVISE = hasattr(os, "posix_fadvise")
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     # The rename is only durable once the directory entry itself is on disk.
     fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
@@ -38,30 +38,24 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-class LocalObjectWriter:
-    """A write into a temporary file that becomes the object on `commit`."""
+class BatchedFileWriter:
+    """Bytes appended to an open file in batches, each written by a worker thread.
 
-    def __init__(
-        self,
-        file: BinaryIO,
-        temp_path: Path,
-        final_path: Path,
-        background: set[asyncio.Future[None]],
-        budget: BufferBudget,
-    ) -> None:
+    The batching every local write shares (a new object, an append to a partial file): a full
+    batch goes to a thread while the next one fills, paid for in the budget until written.
+    `start` is where the file's writing position stands when the writer takes it over.
+    """
+
+    def __init__(self, file: BinaryIO, budget: BufferBudget, *, start: int = 0) -> None:
         self._file = file
-        self._background = background
-        self._temp_path = temp_path
-        self._final_path = final_path
         # The chunks as they came (bytes never change): batched by reference, written by a thread.
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._reservation = Reservation(budget, WRITE_BATCH_BYTES)
         self._pending: asyncio.Future[Any] | None = None
+        self._start = start
         self._written = 0
-        self._advised = 0
-        self._published = False
-        self._state = "open"
+        self._advised = start
 
     async def write(self, chunk: bytes) -> None:
         """Append bytes; each full batch goes to a thread while the next one fills.
@@ -80,8 +74,85 @@ class LocalObjectWriter:
             self._chunks.append(chunk)
             self._buffered = buffered
         except Exception:
-            await self.abort()
+            await self._write_failed()
             raise
+
+    async def _write_failed(self) -> None:
+        """What a failed write leaves behind is discarded (each kind of writer knows how)."""
+        raise NotImplementedError
+
+    def _ensure_open(self) -> None:
+        raise NotImplementedError
+
+    def _drop_buffer(self) -> None:
+        self._chunks, self._buffered = [], 0
+        self._reservation.release()
+
+    async def _flush_buffer(self) -> None:
+        # At most one write in flight: wait for the previous one (its error surfaces here),
+        # then hand this buffer to a thread and return, so the disk works while bytes arrive.
+        await self._wait_for_pending()
+        if not self._chunks:
+            return
+        batch, size = self._chunks, self._buffered
+        self._chunks, self._buffered = [], 0
+        held = self._reservation.take()
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_batch, batch, size))
+        # Paid back once the thread is done with the batch, written or not.
+        self._pending.add_done_callback(lambda _: held.release())
+
+    async def _wait_for_pending(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            await asyncio.shield(pending)
+
+    async def _settle_pending(self) -> None:
+        # A write still running in its thread must finish before the file is closed or cut.
+        pending = self._pending
+        if pending is not None and not pending.done():
+            with contextlib.suppress(BaseException):
+                await pending
+
+    def _write_batch(self, batch: list[bytes], size: int) -> None:
+        self._file.writelines(batch)
+        self._written += size
+        end = self._start + self._written
+        if _ADVISE and end - self._advised >= WRITEBACK_BYTES:
+            # Start writeback of what is written so far (DONTNEED on dirty pages begins it
+            # without waiting), so the final fsync only waits for the tail of the file.
+            self._file.flush()
+            os.posix_fadvise(
+                self._file.fileno(), self._advised, end - self._advised, os.POSIX_FADV_DONTNEED
+            )
+            self._advised = end
+
+    async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
+        # The thread keeps running if the caller is cancelled; `_pending` lets abort wait for it.
+        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        self._pending = task
+        return await asyncio.shield(task)
+
+
+class LocalObjectWriter(BatchedFileWriter):
+    """A write into a temporary file that becomes the object on `commit`."""
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        temp_path: Path,
+        final_path: Path,
+        background: set[asyncio.Future[None]],
+        budget: BufferBudget,
+    ) -> None:
+        super().__init__(file, budget)
+        self._background = background
+        self._temp_path = temp_path
+        self._final_path = final_path
+        self._published = False
+        self._state = "open"
+
+    async def _write_failed(self) -> None:
+        await self.abort()
 
     async def commit(self) -> None:
         """Flush, fsync and rename the temporary file into place."""
@@ -100,8 +171,7 @@ class LocalObjectWriter:
         if self._state != "open":
             return
         self._state = "aborted"
-        self._chunks, self._buffered = [], 0
-        self._reservation.release()
+        self._drop_buffer()
         # Shielded so that a cancelled caller still leaves no temporary file behind; the
         # storage holds the task so it is neither garbage-collected nor cut short by aclose.
         cleanup = asyncio.ensure_future(self._discard())
@@ -111,11 +181,7 @@ class LocalObjectWriter:
             await asyncio.shield(cleanup)
 
     async def _discard(self) -> None:
-        pending = self._pending
-        if pending is not None and not pending.done():
-            # A write still running in its thread must finish before the file is closed.
-            with contextlib.suppress(BaseException):
-                await pending
+        await self._settle_pending()
         try:
             await asyncio.to_thread(self._close_and_unlink)
             if self._published:
@@ -136,46 +202,7 @@ class LocalObjectWriter:
         self._file.close()
         os.replace(self._temp_path, self._final_path)
         self._published = True
-        _fsync_directory(self._final_path.parent)
-
-    async def _flush_buffer(self) -> None:
-        # At most one write in flight: wait for the previous one (its error surfaces here),
-        # then hand this buffer to a thread and return, so the disk works while bytes arrive.
-        await self._wait_for_pending()
-        if not self._chunks:
-            return
-        batch, size = self._chunks, self._buffered
-        self._chunks, self._buffered = [], 0
-        held = self._reservation.take()
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_batch, batch, size))
-        # Paid back once the thread is done with the batch, written or not.
-        self._pending.add_done_callback(lambda _: held.release())
-
-    async def _wait_for_pending(self) -> None:
-        pending = self._pending
-        if pending is not None:
-            await asyncio.shield(pending)
-
-    def _write_batch(self, batch: list[bytes], size: int) -> None:
-        self._file.writelines(batch)
-        self._written += size
-        if _ADVISE and self._written - self._advised >= WRITEBACK_BYTES:
-            # Start writeback of what is written so far (DONTNEED on dirty pages begins it
-            # without waiting), so the fsync at commit only waits for the tail of the file.
-            self._file.flush()
-            os.posix_fadvise(
-                self._file.fileno(),
-                self._advised,
-                self._written - self._advised,
-                os.POSIX_FADV_DONTNEED,
-            )
-            self._advised = self._written
-
-    async def _in_thread(self, func: Callable[..., T], *args: object) -> T:
-        # The thread keeps running if the caller is cancelled; `_pending` lets abort wait for it.
-        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
-        self._pending = task
-        return await asyncio.shield(task)
+        fsync_directory(self._final_path.parent)
 
     def _ensure_open(self) -> None:
         if self._state != "open":

@@ -10,11 +10,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from upload_service.documents.filenames import safe_filename
 from upload_service.documents.sniff import ContentSniffer, extension_of
 from upload_service.errors import EmptyFile, FileTooLarge
-from upload_service.storage.base import ObjectWriter, Storage
+from upload_service.storage.base import Storage
+
+
+class ChunkSink(Protocol):
+    """Where checked bytes go: an object writer, or an appender to a partial object."""
+
+    async def write(self, chunk: bytes) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,7 @@ class StreamCheck:
         """How many bytes were checked so far."""
         return self._size
 
-    async def pump(self, chunks: AsyncIterator[bytes], writer: ObjectWriter | None) -> None:
+    async def pump(self, chunks: AsyncIterator[bytes], writer: ChunkSink | None) -> None:
         """Check each chunk and pass it to `writer` (if any); raise at the first that fails.
 
         After a failure the running state is spent: a door starts again or verifies the object.

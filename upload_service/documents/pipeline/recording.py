@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -39,6 +40,11 @@ class StoredFile:
     file: CheckedFile
 
 
+# More statements for the recording's own transaction (a door's bookkeeping that must commit
+# with the document or not at all); raising rolls the whole recording back.
+StageAlso = Callable[[AsyncSession], Awaitable[None]]
+
+
 @dataclass(frozen=True, slots=True)
 class UploadResult:
     """The recorded document, and whether it was an earlier upload replayed for its key."""
@@ -55,13 +61,21 @@ async def record_stored(
     owner: str,
     idempotency_key: str | None,
     settings: Settings,
+    also: StageAlso | None = None,
+    keep_object: bool = False,
 ) -> UploadResult:
-    """Record `stored` with its classify job; delete its object when it is surely not recorded."""
+    """Record `stored` with its classify job; delete its object when it is surely not recorded.
+
+    `also` stages more statements in the same transaction. With `keep_object` the object stays
+    whatever happens: a door that can try the recording again (a resumable upload) keeps it.
+    """
     progress = _Progress()
     try:
-        result = await _record(sessions, owner, idempotency_key, stored, settings, progress)
+        result = await _record(sessions, owner, idempotency_key, stored, settings, progress, also)
     except BaseException:
-        if progress.commit_sent:
+        if keep_object:
+            pass  # The door tries again; its own clean-up removes the object if it gives up.
+        elif progress.commit_sent:
             # The row may exist, and a row always has its bytes: the object stays. If the
             # commit did not happen, the janitor removes the row-less object later.
             logger.warning(
@@ -118,6 +132,7 @@ async def _record(
     stored: StoredFile,
     settings: Settings,
     progress: _Progress,
+    also: StageAlso | None,
 ) -> UploadResult:
     """Record the document and its job in one transaction whose COMMIT is never cut short.
 
@@ -138,7 +153,7 @@ async def _record(
         correlation_id=correlation_id_var.get(),
     )
     writing = asyncio.ensure_future(
-        _write_rows(sessions, owner, idempotency_key, document, settings, progress)
+        _write_rows(sessions, owner, idempotency_key, document, settings, progress, also)
     )
     try:
         return await asyncio.shield(writing)
@@ -157,10 +172,13 @@ async def _write_rows(
     document: Document,
     settings: Settings,
     progress: _Progress,
+    also: StageAlso | None,
 ) -> UploadResult:
     try:
         async with database_required(f"recording upload {document.id}"), sessions() as session:
             await _stage(session, idempotency_key, document, settings)
+            if also is not None:
+                await also(session)
             progress.commit_sent = True
             await session.commit()
     except IntegrityError:

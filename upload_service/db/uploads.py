@@ -1,0 +1,201 @@
+"""The `uploads` rows: each resumable upload's progress, its lease, and its end.
+
+Every change that matters is a compare-and-set: a lease is taken only when free (or stale), the
+offset moves only from the value the writer started at and only while it holds the lease, and
+the end states are set by the lease holder. So two processes serving one upload can never both
+write to it, and an offset is never moved past bytes that were not saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from upload_service.db.models import Base, Upload, utcnow
+from upload_service.db.outage import database_required
+from upload_service.errors import TooManyOpenUploads
+
+UPLOADS: Table = Base.metadata.tables["uploads"]
+_c = UPLOADS.c
+
+OPEN = "open"
+FINISHING = "finishing"
+DONE = "done"
+TERMINATED = "terminated"
+EXPIRED = "expired"
+# Unfinished: the bytes and storage handles are still wanted.
+LIVE_STATES = (OPEN, FINISHING)
+
+# A lease outlives a dead process by at most this long; a live one renews it well before.
+LEASE_S = 10.0
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(_c.locked_by.is_(None), _c.locked_until < now)
+
+
+async def create(sessions: async_sessionmaker[AsyncSession], upload: Upload, cap: int) -> None:
+    """Insert a new upload unless its owner already holds `cap` unfinished ones (429)."""
+    async with database_required("creating an upload"), sessions() as session:
+        held = await session.scalar(
+            select(func.count())
+            .select_from(UPLOADS)
+            .where(
+                _c.owner == upload.owner,
+                _c.state.in_(LIVE_STATES),
+                _c.expires_at > utcnow(),
+            )
+        )
+        if (held or 0) >= cap:
+            raise TooManyOpenUploads(cap)
+        session.add(upload)
+        await session.commit()
+
+
+async def find(sessions: async_sessionmaker[AsyncSession], upload_id: str) -> Upload | None:
+    """The upload as it stands now (a snapshot, detached from its session)."""
+    async with database_required("reading an upload"), sessions() as session:
+        return await session.get(Upload, upload_id)
+
+
+async def _changed(
+    sessions: async_sessionmaker[AsyncSession],
+    doing: str,
+    *conditions: ColumnElement[bool],
+    **values: object,
+) -> bool:
+    async with database_required(doing), sessions() as session:
+        result = await session.execute(
+            update(UPLOADS).where(*conditions).values(**values, updated_at=utcnow())
+        )
+        await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def take_lease(
+    sessions: async_sessionmaker[AsyncSession],
+    upload_id: str,
+    holder: str,
+    *,
+    states: Sequence[str] = LIVE_STATES,
+    offset: int | None = None,
+    expired_by: datetime | None = None,
+) -> bool:
+    """Lease the upload to `holder` if no live lease is held (and it is at `offset`, or expired
+    by `expired_by`, if given)."""
+    now = utcnow()
+    conditions = [_c.id == upload_id, _c.state.in_(states), _lease_free(now)]
+    if offset is not None:
+        conditions.append(_c.offset == offset)
+    if expired_by is not None:
+        conditions.append(_c.expires_at < expired_by)
+    return await _changed(
+        sessions,
+        "leasing an upload",
+        *conditions,
+        locked_by=holder,
+        locked_until=now + timedelta(seconds=LEASE_S),
+    )
+
+
+async def renew_lease(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str
+) -> bool:
+    """Push the holder's lease out again; False when it was lost (it had lapsed and was taken)."""
+    return await _changed(
+        sessions,
+        "renewing an upload's lease",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        locked_until=utcnow() + timedelta(seconds=LEASE_S),
+    )
+
+
+async def release_lease(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str
+) -> None:
+    """Let the next request in at once (a lease not held any more is left alone)."""
+    await _changed(
+        sessions,
+        "releasing an upload's lease",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        locked_by=None,
+        locked_until=None,
+    )
+
+
+async def advance(
+    sessions: async_sessionmaker[AsyncSession],
+    upload: Upload,
+    holder: str,
+    *,
+    offset: int,
+    storage_state: dict[str, Any],
+    expires_at: datetime,
+) -> bool:
+    """Move the offset over bytes just saved; the upload is `finishing` once all are in."""
+    state = FINISHING if offset == upload.length else OPEN
+    return await _changed(
+        sessions,
+        "moving an upload's offset",
+        _c.id == upload.id,
+        _c.offset == upload.offset,
+        _c.locked_by == holder,
+        _c.state == OPEN,
+        offset=offset,
+        storage_state=storage_state,
+        expires_at=expires_at,
+        state=state,
+    )
+
+
+async def end(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str, state: str
+) -> bool:
+    """Set a final state (terminated, expired) as the lease holder, and let the lease go."""
+    return await _changed(
+        sessions,
+        f"marking an upload {state}",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        _c.state.in_(LIVE_STATES),
+        state=state,
+        locked_by=None,
+        locked_until=None,
+    )
+
+
+async def mark_done(session: AsyncSession, upload_id: str, holder: str) -> bool:
+    """In the caller's transaction (the document's): the upload is done, its lease let go."""
+    result = await session.execute(
+        update(UPLOADS)
+        .where(_c.id == upload_id, _c.locked_by == holder, _c.state == FINISHING)
+        .values(state=DONE, locked_by=None, locked_until=None, updated_at=utcnow())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def expired_ids(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime, limit: int
+) -> list[str]:
+    """Unfinished uploads past their expiry whose lease is free: the janitor's to remove."""
+    async with database_required("finding expired uploads"), sessions() as session:
+        rows = await session.scalars(
+            select(_c.id)
+            .where(_c.state == OPEN, _c.expires_at < now, _lease_free(now))
+            .order_by(_c.expires_at)
+            .limit(limit)
+        )
+        return list(rows)
+
+
+async def live_keys(sessions: async_sessionmaker[AsyncSession]) -> frozenset[str]:
+    """The storage keys of unfinished uploads: their objects and writes must stay."""
+    async with database_required("listing live uploads"), sessions() as session:
+        rows = await session.scalars(select(_c.storage_key).where(_c.state.in_(LIVE_STATES)))
+        return frozenset(rows)

@@ -1,0 +1,53 @@
+"""The janitor's part in resumable uploads: expired ones leave nothing, live ones are spared.
+
+An unfinished upload past its `expires_at` is taken over with a lease (so a PATCH that just
+extended it, or is still writing, wins), marked `expired` (it answers 410 from then on) and its
+partial object discarded: no partial file, no open S3 multipart upload. The keys of unfinished
+uploads are handed to the rest of the janitor, which must not abort their multipart uploads or
+delete their objects however old they look: a tus upload may take hours, and a `finishing` one
+already has its object under its key before its document row commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from upload_service.db import uploads
+from upload_service.db.session import create_session_factory
+from upload_service.jobs.queue import utc_now
+from upload_service.storage.base import Storage
+
+logger = logging.getLogger(__name__)
+
+EXPIRE_BATCH = 200
+
+
+async def expire_uploads(
+    engine: AsyncEngine, storage: Storage, *, now: datetime | None = None
+) -> int:
+    """Expire unfinished uploads past their time and discard their bytes; count them."""
+    sessions = create_session_factory(engine)
+    now = now or utc_now()
+    holder = f"janitor-{secrets.token_hex(8)}"
+    expired = 0
+    for upload_id in await uploads.expired_ids(sessions, now=now, limit=EXPIRE_BATCH):
+        if not await uploads.take_lease(
+            sessions, upload_id, holder, states=(uploads.OPEN,), expired_by=now
+        ):
+            continue  # A PATCH got there first.
+        upload = await uploads.find(sessions, upload_id)
+        if upload is None or not await uploads.end(sessions, upload_id, holder, uploads.EXPIRED):
+            continue
+        await storage.partial_objects.discard(upload.storage_key, upload.storage_state)
+        logger.info("upload %s expired: its bytes were removed", upload_id)
+        expired += 1
+    return expired
+
+
+async def live_upload_keys(engine: AsyncEngine) -> frozenset[str]:
+    """The storage keys of unfinished uploads, which the janitor must leave alone."""
+    return await uploads.live_keys(create_session_factory(engine))

@@ -1,0 +1,163 @@
+"""Local partial objects: a resumable upload's bytes in one file under the root's `.partial/`.
+
+The file of key `raw/doc_X.pdf` is `<root>/.partial/raw/doc_X.pdf`: a hidden directory, so no key
+can name it (`LocalStorage.path_for` refuses hidden names), listings skip it and the janitor's
+sweep of `raw/` never sees it. An append cuts the file back to the caller's offset first, so
+bytes an earlier request wrote but never saved are forgotten; `save` fsyncs before it hands back
+the new offset; `finish` renames the file onto the key's path as a plain write's commit does.
+The state kept in the database is empty: the key alone says where the bytes are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from upload_service.errors import StorageUnavailable
+from upload_service.storage.budget import BufferBudget
+from upload_service.storage.local_writer import BatchedFileWriter, fsync_directory
+from upload_service.storage.partial import PartialState
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_DIR = ".partial"
+
+
+class PartialBytesMissing(StorageUnavailable):
+    """The partial file holds fewer bytes than the upload's saved offset: storage lost them."""
+
+    default_message = "The upload's saved bytes are missing from storage"
+
+
+class LocalAppender(BatchedFileWriter):
+    """Bytes appended to a partial file from `start`, durable once `save` returns."""
+
+    def __init__(self, file: BinaryIO, path: Path, start: int, budget: BufferBudget) -> None:
+        super().__init__(file, budget, start=start)
+        self._path = path
+        self._state = "open"
+
+    async def save(self) -> tuple[int, PartialState]:
+        """Write what is buffered, fsync, close; the new offset counts every byte written."""
+        self._ensure_open()
+        try:
+            await self._flush_buffer()
+            await self._wait_for_pending()
+            await self._in_thread(self._sync_and_close)
+        except Exception:
+            await self.rollback()
+            raise
+        self._state = "saved"
+        return self._start + self._written, {}
+
+    async def rollback(self) -> None:
+        """Cut the file back to where this appender began; never raises."""
+        if self._state != "open":
+            return
+        self._state = "rolled back"
+        self._drop_buffer()
+        # Shielded: a cancelled request still leaves the file as it found it.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self._cut_back())
+
+    async def _cut_back(self) -> None:
+        await self._settle_pending()
+        try:
+            await asyncio.to_thread(self._truncate_and_close)
+        except Exception:
+            logger.warning("could not cut a partial upload file back", exc_info=True)
+
+    def _truncate_and_close(self) -> None:
+        try:
+            os.ftruncate(self._file.fileno(), self._start)
+        finally:
+            with contextlib.suppress(OSError):
+                self._file.close()
+
+    def _sync_and_close(self) -> None:
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+
+    async def _write_failed(self) -> None:
+        await self.rollback()
+
+    def _ensure_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"the appender is already {self._state}")
+
+
+class LocalPartialObjects:
+    """Partial files under `<root>/.partial/`, finished by a rename onto the key's path."""
+
+    def __init__(self, root: Path, path_for: Callable[[str], Path], budget: BufferBudget) -> None:
+        self._root = root
+        self._path_for = path_for
+        self._budget = budget
+
+    def partial_path(self, key: str) -> Path:
+        """The partial file of `key` (checked as a key first, so it cannot leave the root)."""
+        final = self._path_for(key)
+        return self._root / PARTIAL_DIR / final.relative_to(self._root)
+
+    async def begin(self, key: str) -> PartialState:
+        """Nothing to create: the file appears with the first append."""
+        self._path_for(key)
+        return {}
+
+    async def append(self, key: str, state: PartialState, offset: int) -> LocalAppender:
+        """Open the partial file at `offset`, cutting off whatever was written past it unsaved."""
+        path = self.partial_path(key)
+
+        def open_at_offset() -> BinaryIO:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(fd).st_size < offset:
+                    raise PartialBytesMissing()
+                os.ftruncate(fd, offset)
+                os.lseek(fd, offset, os.SEEK_SET)
+            except BaseException:
+                os.close(fd)
+                raise
+            return os.fdopen(fd, "wb")
+
+        try:
+            file = await asyncio.to_thread(open_at_offset)
+        except PartialBytesMissing:
+            raise
+        except OSError as exc:
+            raise StorageUnavailable("local storage is not writable") from exc
+        return LocalAppender(file, path, offset, self._budget)
+
+    async def finish(self, key: str, state: PartialState) -> None:
+        """Fsync the partial file and rename it onto the key's path; done already is fine."""
+        partial, final = self.partial_path(key), self._path_for(key)
+
+        def publish() -> None:
+            try:
+                fd = os.open(partial, os.O_RDONLY)
+            except FileNotFoundError:
+                if final.is_file():
+                    return  # Finished by an earlier attempt whose answer was lost.
+                raise
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, final)
+            fsync_directory(final.parent)
+
+        await asyncio.to_thread(publish)
+
+    async def discard(self, key: str, state: PartialState) -> None:
+        """Remove the partial file; one already gone is not an error."""
+        await asyncio.to_thread(self.partial_path(key).unlink, missing_ok=True)
