@@ -30,6 +30,13 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./var/upload_service.db"
+    # A direct PostgreSQL connection for LISTEN (wake-ups), when DATABASE_URL goes through a
+    # transaction pooler such as PgBouncer, which cannot hold a LISTEN; unset: DATABASE_URL.
+    database_listen_url: str | None = None
+    # DATABASE_URL is a transaction pooler (PgBouncer `pool_mode = transaction`): no statement
+    # is prepared under a name that another client's transaction could meet on the same server
+    # connection. Unset: true when DATABASE_LISTEN_URL is set (that is what it is for).
+    database_pooler: bool | None = None
 
     storage_backend: Literal["local", "s3"] = "local"
     local_storage_dir: Path = Path("./var/storage")
@@ -102,6 +109,8 @@ class Settings(BaseSettings):
     # Event stream: how far back `Last-Event-ID` replays, and open streams per user.
     events_retention_s: float = Field(default=3600.0, gt=0)
     events_max_streams: int = Field(default=5, ge=1)
+    # Seconds between the comment lines that keep an idle event stream open through proxies.
+    events_heartbeat_s: float = Field(default=15.0, gt=0, le=15)
 
     # Every database connection one process may open, all its pools together.
     db_max_connections: int = Field(default=10, ge=2, le=1000)
@@ -160,6 +169,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("database_listen_url")
+    @classmethod
+    def _listen_driver(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must start with postgresql+asyncpg://")
+        return value
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
         if self.jwt_secret is None and self.environment == "development":
@@ -183,6 +199,20 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def listen_url(self) -> str:
+        """Where this process LISTENs for wake-ups: the direct URL, else DATABASE_URL."""
+        return self.database_listen_url or self.database_url
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def behind_pooler(self) -> bool:
+        """Whether DATABASE_URL is a transaction pooler (statements are prepared unnamed)."""
+        if self.database_pooler is not None:
+            return self.database_pooler
+        return self.database_listen_url is not None
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -23,6 +23,7 @@ from upload_service.documents.doors.tus.context import TusContext
 from upload_service.edge.auth import Principal
 from upload_service.edge.rate_limits import LimitKind, RateLimits
 from upload_service.errors import Forbidden, RateLimited, Unauthenticated
+from upload_service.events.hub import StreamHub
 from upload_service.lifespan import Resources
 from upload_service.middleware.asgi import stamp_response
 from upload_service.middleware.early_auth import PRINCIPAL_STATE_KEY
@@ -122,7 +123,15 @@ async def get_current_user(request: Request) -> Principal:
     return principal
 
 
+async def get_hub(request: Request) -> StreamHub:
+    """The process's open event streams."""
+    hub = _resources(request).hub
+    assert hub is not None
+    return hub
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+HubDep = Annotated[StreamHub, Depends(get_hub)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 # scope="function": commit before the response is sent, so a 2xx means the data is durable.
 DbSession = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -155,6 +155,20 @@ class RateLimited(UploadServiceError):
         super().__init__(headers={**(headers or {}), "Retry-After": str(max(1, retry_after_s))})
 
 
+class TooManyStreams(UploadServiceError):
+    """The caller already holds `EVENTS_MAX_STREAMS` open event streams."""
+
+    status_code = 429
+    error_code = "TOO_MANY_STREAMS"
+    default_message = "Too many open event streams; close one first"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"At most {limit} open event streams per user; close one first",
+            headers={"Retry-After": "5"},
+        )
+
+
 class ServiceUnavailable(UploadServiceError):
     status_code = 503
     error_code = "SERVICE_UNAVAILABLE"

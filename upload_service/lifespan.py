@@ -26,6 +26,9 @@ from upload_service.db.session import ConnectionShares, create_engine, create_se
 from upload_service.documents.doors.tus.running_checks import RunningChecks
 from upload_service.edge.auth import TokenVerifier
 from upload_service.edge.rate_limits import RateLimits
+from upload_service.events.hub import StreamHub
+from upload_service.events.outbox import EVENTS_CHANNEL, JOBS_CHANNEL
+from upload_service.events.wakeups import Wakeups, create_wakeups
 from upload_service.jobs.worker import Worker
 from upload_service.runtime.allocator import map_large_buffers
 from upload_service.runtime.termination import on_termination
@@ -55,6 +58,8 @@ class Resources:
     rate_limits: RateLimits | None = None
     # The running checks of the tus uploads this process serves (one per process, in memory).
     tus_checks: RunningChecks = field(default_factory=RunningChecks)
+    wakeups: Wakeups | None = None
+    hub: StreamHub | None = None
     shutting_down: bool = False
     closed: list[str] = field(default_factory=list)
 
@@ -77,9 +82,15 @@ def build_storage(settings: Settings) -> Storage:
 
 @asynccontextmanager
 async def open_resources(
-    settings: Settings, into: Resources | None = None
+    settings: Settings,
+    into: Resources | None = None,
+    *,
+    wake_channels: tuple[str, ...] = (EVENTS_CHANNEL, JOBS_CHANNEL),
 ) -> AsyncIterator[Resources]:
-    """Open the resources in order; on exit or on a failed start, close them in reverse."""
+    """Open the resources in order; on exit or on a failed start, close them in reverse.
+
+    `wake_channels` are those this process listens to: event streams' and workers'.
+    """
     res = into if into is not None else Resources(settings=settings)
     async with AsyncExitStack() as stack:
 
@@ -104,6 +115,11 @@ async def open_resources(
             settings.database_url, pool_size=shares.reads, writers=res.engine
         )
         on_close("database reader", res.reader.close)
+
+        res.wakeups = create_wakeups(res.engine, settings.listen_url, wake_channels)
+        # Started now, but connects in the background: start-up must not need the database.
+        await res.wakeups.start()
+        on_close("wakeups", res.wakeups.aclose)
 
         res.http = httpx.AsyncClient(
             timeout=httpx.Timeout(10.0, connect=3.0),
@@ -138,6 +154,7 @@ def _in_process_worker(resources: Resources) -> Worker:
         resources.classifier,
         resources.http,
         resources.settings,
+        wakeups=resources.wakeups,
     )
 
 
@@ -173,10 +190,16 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
         async with open_resources(settings) as resources:
             app.state.resources = resources
             loop = asyncio.get_running_loop()
+            assert resources.wakeups is not None
+            hub = resources.hub = StreamHub(
+                resources.wakeups, max_streams_per_owner=settings.events_max_streams
+            )
 
             def begin_shutdown() -> None:
-                # Readiness turns 503 now, while the server drains in-flight requests.
+                # Readiness turns 503 now, while the server drains in-flight requests; event
+                # streams end now, or they would hold the drain up until its timeout.
                 resources.shutting_down = True
+                loop.call_soon_threadsafe(hub.close)
                 loop.call_soon_threadsafe(logger.warning, "termination signal: draining")
 
             assert resources.schema is not None
@@ -200,6 +223,7 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 # one's objects still out of the collector's reach.
                 gc.unfreeze()
                 resources.shutting_down = True
+                hub.close()
                 if worker is not None and starting is not None:
                     # Before the resources close: finish or hand back what it holds.
                     await stop_worker(worker, starting, WORKER_STOP_TIMEOUT_S)

@@ -7,7 +7,7 @@ import sys
 from fastapi import FastAPI
 
 import upload_service
-from upload_service.api import documents, health, internal, metrics, processing, tus
+from upload_service.api import documents, events, health, internal, metrics, processing, tus
 from upload_service.api.openapi import TITLE, install_openapi, route_operation_id
 from upload_service.config import ConfigurationError, Settings, get_settings
 from upload_service.exception_handlers import install_exception_handlers
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(processing.router)
     app.include_router(tus.router)
+    app.include_router(events.router)
     app.include_router(internal.router)
     return app
 

@@ -23,6 +23,7 @@ async def test_resources_close_in_reverse_order(make_settings: MakeSettings) -> 
         "classifier",
         "storage",
         "http",
+        "wakeups",
         "database reader",
         "database",
     ]
@@ -39,7 +40,7 @@ async def test_failed_start_closes_what_was_already_built(
     with pytest.raises(NotADirectoryError):
         async with open_resources(resources.settings, into=resources):
             pytest.fail("start-up should not have succeeded")
-    assert resources.closed == ["http", "database reader", "database"]
+    assert resources.closed == ["http", "wakeups", "database reader", "database"]
     assert resources.http is not None
     assert resources.http.is_closed
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from upload_service.config import ConfigurationError, Settings, load_settings
+from upload_service.events.outbox import JOBS_CHANNEL
 from upload_service.jobs.queue import Backoff
 from upload_service.jobs.worker import Worker
 from upload_service.lifespan import open_resources, start_when_schema_at_head, stop_worker
@@ -42,7 +43,7 @@ async def run_worker(
         loop.add_signal_handler(signum, stop.set)
     try:
         with _metrics_served(settings.worker_metrics_bind):
-            async with open_resources(settings) as resources:
+            async with open_resources(settings, wake_channels=(JOBS_CHANNEL,)) as resources:
                 assert resources.sessions is not None
                 assert resources.storage is not None
                 assert resources.classifier is not None
@@ -54,6 +55,7 @@ async def run_worker(
                     resources.http,
                     settings,
                     backoff=backoff,
+                    wakeups=resources.wakeups,
                 )
                 starting = asyncio.create_task(start_when_schema_at_head(resources, worker))
                 try:

@@ -168,3 +168,28 @@ class Upload(Base):
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class DocumentEvent(Base):
+    """The outbox: one row per change of a document, written in the change's own transaction.
+
+    Ids grow with commit order for each owner (writers take the owner's lock before the id is
+    drawn, `events/outbox.py`), so a stream that has seen id N of its owner has seen all before.
+    """
+
+    __tablename__ = "document_events"
+    __table_args__ = (
+        # A stream reads "the owner's events after N"; retention purges by age.
+        Index("ix_document_events_owner_id", "owner", "id"),
+        Index("ix_document_events_created_at", "created_at"),
+    )
+
+    # BIGINT on PostgreSQL; SQLite only makes an INTEGER PRIMARY KEY its rowid (autoincrement).
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    owner: Mapped[str] = mapped_column(String(255))
+    doc_id: Mapped[str] = mapped_column(String(40))
+    event: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

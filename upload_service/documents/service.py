@@ -20,6 +20,7 @@ from upload_service.db.outage import database_required
 from upload_service.db.reads import Reader
 from upload_service.documents.schemas import DocumentOut, DocumentPage
 from upload_service.errors import DocumentContentMissing, DocumentNotFound, RangeNotSatisfiable
+from upload_service.events.outbox import DocumentChange, record_events
 from upload_service.jobs.notifications import document_event, enqueue_notification
 from upload_service.jobs.queue import enqueue, utc_now
 from upload_service.storage.base import ByteRange, Storage
@@ -63,7 +64,7 @@ _MARK_CONTENT_MISSING = (
     .values(
         status="failed", classification=None, error=bindparam("error"), updated_at=bindparam("now")
     )
-    .returning(_TABLE.c.correlation_id)
+    .returning(*_TABLE.c)
 )
 
 
@@ -146,6 +147,7 @@ async def delete_document(session: AsyncSession, doc_id: str, owner: str) -> Non
     await enqueue(
         session, kind="purge", doc_id=doc_id, owner=owner, payload={"storage_key": storage_key}
     )
+    await record_events(await session.connection(), [DocumentChange.deleted(owner, doc_id)])
 
 
 async def check_documents(
@@ -252,9 +254,11 @@ async def _mark_content_missing(where: Downloads, doc_id: str, owner: str) -> No
     now = utc_now()
     async with database_required("marking missing content"), where.sessions.begin() as session:
         params = {"doc_id": doc_id, "doc_owner": owner, "error": error, "now": now}
-        marked = (await session.execute(_MARK_CONTENT_MISSING, params)).one_or_none()
+        marked = (await session.execute(_MARK_CONTENT_MISSING, params)).mappings().one_or_none()
         if marked is None:
             return  # Already failed, or deleted meanwhile.
+        connection = await session.connection()
+        await record_events(connection, [DocumentChange.updated(marked)])
         logger.error("document %s: its object is missing from storage; marked failed", doc_id)
         body = document_event(
             event="document.failed",
@@ -265,7 +269,7 @@ async def _mark_content_missing(where: Downloads, doc_id: str, owner: str) -> No
             occurred_at=now,
         )
         await enqueue_notification(
-            await session.connection(), where.settings, body, correlation_id=marked.correlation_id
+            connection, where.settings, body, correlation_id=marked["correlation_id"]
         )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from upload_service.classifier.base import DocumentToClassify
 from upload_service.db.models import Base
+from upload_service.events.outbox import DocumentChange, record_events
 from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError, Subject
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.notifications import document_event, enqueue_notification
@@ -29,9 +30,7 @@ _START = (
     update(DOCUMENTS)
     .where(_d.id.in_(bindparam("ids", expanding=True)))
     .values(status="processing", updated_at=bindparam("now"))
-    .returning(
-        _d.id, _d.owner, _d.filename, _d.content_type, _d.size_bytes, _d.sha256, _d.storage_key
-    )
+    .returning(*DOCUMENTS.c)
 )
 _COMPLETE = (
     update(DOCUMENTS)
@@ -42,12 +41,13 @@ _COMPLETE = (
         error=None,
         updated_at=bindparam("now"),
     )
-    .returning(_d.id)
+    .returning(*DOCUMENTS.c)
 )
 _REQUEUE = (
     update(DOCUMENTS)
     .where(_d.id.in_(bindparam("ids", expanding=True)), _d.status == "processing")
     .values(status="queued", updated_at=bindparam("now"))
+    .returning(*DOCUMENTS.c)
 )
 _FAIL = (
     update(DOCUMENTS)
@@ -55,7 +55,7 @@ _FAIL = (
     .values(
         status="failed", classification=None, error=bindparam("error"), updated_at=bindparam("now")
     )
-    .returning(_d.owner)
+    .returning(*DOCUMENTS.c)
 )
 
 
@@ -66,16 +66,17 @@ async def start_classifications(
     doc_ids = {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
     if not doc_ids:
         return {}
-    rows = await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})
+    rows = (await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})).mappings().all()
+    await record_events(conn, [DocumentChange.updated(row) for row in rows])
     found = {
-        row.id: Subject(
-            doc_id=row.id,
-            owner=row.owner,
-            filename=row.filename,
-            content_type=row.content_type,
-            size_bytes=row.size_bytes,
-            sha256=row.sha256,
-            storage_key=row.storage_key,
+        row["id"]: Subject(
+            doc_id=row["id"],
+            owner=row["owner"],
+            filename=row["filename"],
+            content_type=row["content_type"],
+            size_bytes=row["size_bytes"],
+            sha256=row["sha256"],
+            storage_key=row["storage_key"],
         )
         for row in rows
     }
@@ -96,7 +97,8 @@ async def documents_requeued(conn: AsyncConnection, jobs: list[ClaimedJob]) -> N
     """Documents of classify jobs handed back unfinished are `queued` again, not `processing`."""
     doc_ids = sorted({job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id})
     if doc_ids:
-        await conn.execute(_REQUEUE, {"ids": doc_ids, "now": utc_now()})
+        rows = (await conn.execute(_REQUEUE, {"ids": doc_ids, "now": utc_now()})).mappings()
+        await record_events(conn, [DocumentChange.updated(row) for row in rows])
 
 
 async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
@@ -129,8 +131,10 @@ async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     async def complete(conn: AsyncConnection) -> None:
         now = utc_now()
         params = {"doc_id": subject.doc_id, "classification": classification, "now": now}
-        if (await conn.execute(_COMPLETE, params)).first() is None:
+        row = (await conn.execute(_COMPLETE, params)).mappings().first()
+        if row is None:
             return  # Deleted while it was being classified: nobody to tell.
+        await record_events(conn, [DocumentChange.updated(row)])
         body = document_event(
             event="document.completed",
             doc_id=subject.doc_id,
@@ -155,13 +159,14 @@ def classify_failed(ctx: HandlerContext, job: ClaimedJob, message: str) -> Effec
     async def fail_document(conn: AsyncConnection) -> None:
         now = utc_now()
         params = {"doc_id": job.doc_id, "error": error, "now": now}
-        row = (await conn.execute(_FAIL, params)).one_or_none()
+        row = (await conn.execute(_FAIL, params)).mappings().one_or_none()
         if row is None or job.doc_id is None:
             return
+        await record_events(conn, [DocumentChange.updated(row)])
         body = document_event(
             event="document.failed",
             doc_id=job.doc_id,
-            owner=row.owner,
+            owner=row["owner"],
             status="failed",
             error=error,
             occurred_at=now,

@@ -10,7 +10,8 @@ an object from the start of its multipart upload, not its completion, so the obj
 upload that completed a moment ago looks old while its row is a moment from committing.
 
 It also expires resumable uploads past their time (`upload_expiry`), and spares the objects and
-unfinished writes of the live ones, and forgets `Idempotency-Key`s past their 24 hours.
+unfinished writes of the live ones, and forgets `Idempotency-Key`s past their 24 hours and events
+past `EVENTS_RETENTION_S`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
+from upload_service.events.retention import purge_old_events
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
@@ -128,14 +130,17 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s, keep=live
     )
     expired = await purge_expired_keys(ctx.engine)
+    events = await purge_old_events(ctx.engine, retention_s=ctx.settings.events_retention_s)
     logger.info(
         "janitor %s: %d resumable upload(s) expired, %d unfinished write(s) aborted, "
-        "%d of %d old object(s) removed (no row), %d expired Idempotency-Key(s) forgotten",
+        "%d of %d old object(s) removed (no row), %d expired Idempotency-Key(s) and %d old "
+        "event(s) forgotten",
         job.id,
         uploads_expired,
         aborted,
         sweep.removed,
         sweep.checked,
         expired,
+        events,
     )
     return None

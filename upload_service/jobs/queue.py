@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from upload_service.db.models import Base, Job, new_task_id
+from upload_service.events.outbox import wake_workers
 from upload_service.observability.context import correlation_id_var
 
 DEFAULT_MAX_ATTEMPTS = 5
@@ -143,6 +144,8 @@ async def enqueue(
 ) -> Job:
     """Add a queued job to the caller's session, so it commits (or not) with the caller's work.
 
+    Its commit wakes the workers (`NOTIFY`, or in memory on SQLite).
+
     Without `correlation_id`, the job carries the current request's correlation id.
     """
     job = Job(
@@ -157,6 +160,7 @@ async def enqueue(
         )
     )
     session.add(job)
+    await wake_workers(await session.connection())
     return job
 
 
@@ -182,6 +186,7 @@ async def insert_job(
         run_at=run_at,
     )
     await db.execute(insert(JOBS), values)
+    await wake_workers(db if isinstance(db, AsyncConnection) else await db.connection())
     return str(values["id"])
 
 
@@ -221,4 +226,7 @@ async def insert_singleton_job(
         .on_conflict_do_nothing(index_elements=[JOBS.c.id])
         .returning(JOBS.c.id)
     )
-    return (await conn.execute(statement)).first() is not None
+    queued = (await conn.execute(statement)).first() is not None
+    if queued:
+        await wake_workers(conn)
+    return queued

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from upload_service.db.models import Document, Job
 from upload_service.errors import DocumentNotFound, TaskNotFound
+from upload_service.events.outbox import DocumentChange, record_events
 from upload_service.jobs.queue import (
     ACTIVE_STATUSES,
     DEFAULT_MAX_ATTEMPTS,
@@ -61,14 +62,23 @@ async def _queue_classification(
     )
 
 
+async def _announce(session: AsyncSession, document: Document) -> None:
+    # The document's new state goes to its owner's streams with the transaction's commit.
+    await session.flush()
+    await record_events(await session.connection(), [DocumentChange.of(document)])
+
+
 async def request_processing(
     session: AsyncSession, doc_id: str, owner: str, *, max_attempts: int = DEFAULT_MAX_ATTEMPTS
 ) -> TaskOut:
     """The owner's document's queued or running classification task, or a new one."""
     document = await _locked_document(session, doc_id, owner)
+    was = document.status
     job = await _queue_classification(
         session, document, reuse=tuple(ACTIVE_STATUSES), max_attempts=max_attempts
     )
+    if document.status != was:
+        await _announce(session, document)
     return TaskOut.of(job)
 
 
@@ -77,9 +87,12 @@ async def reprocess(
 ) -> TaskOut:
     """Like `request_processing`, for any owner's document (internal callers only)."""
     document = await _locked_document(session, doc_id, None)
+    was = document.status
     job = await _queue_classification(
         session, document, reuse=tuple(ACTIVE_STATUSES), max_attempts=max_attempts
     )
+    if document.status != was:
+        await _announce(session, document)
     return TaskOut.of(job)
 
 
@@ -99,7 +112,7 @@ async def reset(
     )
     document.status = "queued"
     document.updated_at = utc_now()
-    await session.flush()
+    await _announce(session, document)
     return document
 
 

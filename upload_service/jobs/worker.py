@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import socket
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +35,8 @@ from ulid import ULID
 
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
+from upload_service.events.outbox import JOBS_CHANNEL, wake_workers
+from upload_service.events.wakeups import Wakeups
 from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
 from upload_service.jobs.classification import documents_requeued, prepare_claimed
 from upload_service.jobs.classifier_probe import ClassifierProbe, gave_up
@@ -65,6 +68,9 @@ from upload_service.storage.base import Storage
 
 logger = logging.getLogger(__name__)
 
+# How often a worker that is woken by `NOTIFY` still looks for due jobs by itself: jobs made due
+# by time alone (another worker's retry) and wake-ups lost with a connection are found this late.
+FALLBACK_POLL_S = 10.0
 MAX_CLAIM_BATCH = 10
 MAX_COMMIT_BATCH = 50
 MAX_DB_ERROR_PAUSE_S = 5.0
@@ -108,6 +114,8 @@ class Worker:
         concurrency: int | None = None,
         janitor_check_s: float | None = None,
         breaker: CircuitBreaker | None = None,
+        wakeups: Wakeups | None = None,
+        fallback_poll_s: float = FALLBACK_POLL_S,
     ) -> None:
         self.worker_id = worker_id or default_worker_id()
         # Core statements on the engine, not ORM sessions: at hundreds of jobs a second the
@@ -124,6 +132,10 @@ class Worker:
         self._backoff = backoff or Backoff()
         self._retry_window_s = settings.job_retry_window_s
         self._poll_interval_s = poll_interval_s
+        self._wakeups = wakeups
+        # Woken by NOTIFY when a job is queued, a worker polls only as a slow fallback.
+        self._idle_poll_s = fallback_poll_s if wakeups is not None else poll_interval_s
+        self._unlisten: list[Callable[[], None]] = []
         self._concurrency = concurrency or settings.worker_concurrency
         self._lease_s = settings.job_lease_s
         # Renew well before expiry, so one slow round trip does not cost a lease.
@@ -161,6 +173,11 @@ class Worker:
         """Start claiming and running jobs in background tasks."""
         if self._dispatcher is not None:
             raise RuntimeError("the worker is already started")
+        if self._wakeups is not None:
+            self._unlisten = [
+                self._wakeups.listen(JOBS_CHANNEL, lambda _payload: self._wake.set()),
+                self._wakeups.on_reconnect(self._wake.set),
+            ]
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="job-leases")
         self._prober = asyncio.create_task(self._probe.run(), name="classifier-probe")
@@ -173,6 +190,8 @@ class Worker:
         if self._dispatcher is None or self._stopping:
             return
         self._stopping = True
+        for unlisten in self._unlisten:
+            unlisten()
         self._wake.set()
         if self._janitor_schedule is not None:
             await self._janitor_schedule.stop()
@@ -202,6 +221,8 @@ class Worker:
             async with asyncio.timeout(RELEASE_TIMEOUT_S), self._engine.begin() as conn:
                 released = await release_jobs(conn, worker_id=self.worker_id, job_ids=job_ids)
                 await documents_requeued(conn, released)
+                if released:
+                    await wake_workers(conn)  # Another worker takes them at once.
         except Exception:
             # Not fatal: the leases run out and another worker takes the jobs then.
             logger.exception("worker %s could not release %d job(s)", self.worker_id, len(job_ids))
@@ -240,7 +261,7 @@ class Worker:
                 task.add_done_callback(partial(self._forget, job.id))
             if not jobs:
                 # Jitter keeps idle workers from polling in lock step.
-                await self._pause(self._poll_interval_s * random.uniform(0.5, 1.5))  # noqa: S311
+                await self._pause(self._idle_poll_s * random.uniform(0.5, 1.5))  # noqa: S311
 
     def _forget(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._inflight.pop(job_id, None)
@@ -276,6 +297,8 @@ class Worker:
             task.cancel()
         async with self._engine.begin() as conn:
             requeued = await requeue_expired(conn)
+            if requeued:
+                await wake_workers(conn)
         if requeued:
             logger.warning("requeued %d job(s) whose worker died: %s", len(requeued), requeued)
 
@@ -383,6 +406,7 @@ class Worker:
             )
         if retried:
             record_job(job.kind, "retried")
+            self._wake_after(delay_s)
 
     async def _wait_for_dependency(
         self, job: ClaimedJob, message: str, asked_s: float | None
@@ -410,6 +434,12 @@ class Worker:
                 await documents_requeued(conn, [job])
         if deferred:
             record_job(job.kind, "deferred")
+            self._wake_after(delay_s)
+
+    def _wake_after(self, delay_s: float) -> None:
+        # A job put off by this worker is due then; no NOTIFY says so, and the fallback poll
+        # may be further away.
+        asyncio.get_running_loop().call_later(delay_s, self._wake.set)
 
     async def _fail(self, job: ClaimedJob, message: str) -> None:
         self._finishing.add(job.id)

@@ -24,6 +24,7 @@ from upload_service.db.outage import database_required
 from upload_service.documents.pipeline.checks import CheckedFile
 from upload_service.documents.pipeline.cleanup import delete_quietly
 from upload_service.errors import DatabaseUnavailable, IdempotencyConflict
+from upload_service.events.outbox import DocumentChange, record_events
 from upload_service.jobs.queue import enqueue
 from upload_service.observability.context import correlation_id_var
 from upload_service.storage.base import Storage
@@ -231,6 +232,7 @@ async def _stage(
         max_attempts=settings.job_max_attempts,
     )
     await session.flush()
+    await record_events(await session.connection(), [DocumentChange.of(document)])
 
 
 async def _settle_lost_commit(sessions: async_sessionmaker[AsyncSession], doc_id: str) -> Document:

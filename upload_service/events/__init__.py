@@ -1,0 +1,1 @@
+"""Document events: the outbox written with each change, wake-ups, and the client's stream."""

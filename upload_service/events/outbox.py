@@ -1,0 +1,150 @@
+"""Write document events into the outbox, in the transaction of the change they describe.
+
+An event exists exactly when its change committed. Streams resume from an event id, so for each
+owner ids must become visible in id order: a stream that has seen id 12 must never later find
+an 11 that was still committing. Each writer therefore takes a transaction-scoped lock of the
+owners it writes for *before* drawing ids; the lock is released only after the commit is visible,
+so the next writer of that owner draws a larger id and commits later. Different owners never
+wait for each other (most transactions touch one owner; a worker's batch takes its owners'
+locks in sorted order, so two batches cannot deadlock on them).
+
+On PostgreSQL the same statement sends `NOTIFY document_events, '<owner key>'`, delivered at
+commit to every process listening (`wakeups.py`); on SQLite the process wakes itself when the
+connection returns to the pool after the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from upload_service.db.models import Base, Document, utcnow
+
+EVENTS: Table = Base.metadata.tables["document_events"]
+EVENTS_CHANNEL = "document_events"
+JOBS_CHANNEL = "upload_jobs"
+# The first key of PostgreSQL's two-key advisory locks: a space of our own for owner locks.
+_LOCK_SPACE = 0x0E17
+PENDING_WAKEUPS = "upload_service.pending_wakeups"
+"""Key in a connection's `info` of the (channel, payload) wake-ups a SQLite commit sends."""
+
+UPDATED = "document.updated"
+DELETED = "document.deleted"
+
+_LOCK_AND_NOTIFY = text(
+    "SELECT count(pg_advisory_xact_lock(:space, k)) + count(pg_notify(:channel, k::text)) "
+    "FROM unnest(CAST(:keys AS integer[])) AS k"
+)
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
+_INSERT = insert(EVENTS).values(
+    owner=bindparam("owner"),
+    doc_id=bindparam("doc_id"),
+    event=bindparam("event"),
+    data=bindparam("data"),
+    created_at=bindparam("created_at"),
+)
+
+
+def owner_key(owner: str) -> int:
+    """A stable 32-bit key for `owner`: its lock, and the payload of its wake-up."""
+    return int.from_bytes(
+        hashlib.blake2b(owner.encode(), digest_size=4).digest(), "big", signed=True
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def document_json(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A document row as `GET /v1/documents/{doc_id}` shows it (a unit test holds them equal)."""
+    return {
+        "doc_id": row["id"],
+        "status": row["status"],
+        "filename": row["filename"],
+        "content_type": row["content_type"],
+        "size_bytes": row["size_bytes"],
+        "sha256": row["sha256"],
+        "storage_key": row["storage_key"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "classification": row["classification"] or None,
+        "error": row["error"] or None,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentChange:
+    """One event to record: what happened to which owner's document, and its data."""
+
+    owner: str
+    doc_id: str
+    event: str
+    data: dict[str, Any]
+
+    @classmethod
+    def updated(cls, row: Mapping[Any, Any]) -> DocumentChange:
+        """The document as it now is (`row` has every column of `documents`)."""
+        return cls(row["owner"], row["id"], UPDATED, document_json(row))
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentChange:
+        """An ORM document as it now is (flushed, so its defaults are filled in)."""
+        columns = Base.metadata.tables["documents"].columns.keys()
+        return cls.updated({column: getattr(document, column) for column in columns})
+
+    @classmethod
+    def deleted(cls, owner: str, doc_id: str) -> DocumentChange:
+        """The document is gone."""
+        return cls(owner, doc_id, DELETED, {"doc_id": doc_id})
+
+
+async def record_events(conn: AsyncConnection, changes: Sequence[DocumentChange]) -> None:
+    """Add `changes` to the outbox in `conn`'s transaction, and wake their streams at commit.
+
+    Call it as the transaction's last write: the owners' locks are held from here to the commit.
+    """
+    if not changes:
+        return
+    keys = sorted({owner_key(change.owner) for change in changes})
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            _LOCK_AND_NOTIFY, {"space": _LOCK_SPACE, "channel": EVENTS_CHANNEL, "keys": keys}
+        )
+    else:
+        # SQLite has one writer at a time: ids are drawn in commit order already.
+        _stage_local(conn, [(EVENTS_CHANNEL, str(key)) for key in keys])
+    now = utcnow()
+    await conn.execute(
+        _INSERT,
+        [
+            {
+                "owner": change.owner,
+                "doc_id": change.doc_id,
+                "event": change.event,
+                "data": change.data,
+                "created_at": now,
+            }
+            for change in changes
+        ],
+    )
+
+
+async def wake_workers(conn: AsyncConnection) -> None:
+    """Wake the job workers when `conn`'s transaction commits (a job was queued)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_NOTIFY, {"channel": JOBS_CHANNEL})
+    else:
+        _stage_local(conn, [(JOBS_CHANNEL, "")])
+
+
+def _stage_local(conn: AsyncConnection, wakeups: list[tuple[str, str]]) -> None:
+    # Sent by `LocalWakeups` when the connection goes back to the pool after its commit.
+    pending: set[tuple[str, str]] = conn.info.setdefault(PENDING_WAKEUPS, set())
+    pending.update(wakeups)
