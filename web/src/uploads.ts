@@ -40,6 +40,14 @@ export async function unfinishedUploads(user: string): Promise<PreviousUpload[]>
   );
 }
 
+/** Drop what this browser remembers of `file`'s upload, so it is not offered for resuming. */
+async function forgetUpload(user: string, file: File): Promise<void> {
+  const storage = defaultOptions.urlStorage;
+  for (const upload of await storage.findUploadsByFingerprint(fingerprintFor(user, file))) {
+    await storage.removeUpload(upload.urlStorageKey);
+  }
+}
+
 class UploadRow {
   readonly element: HTMLLIElement;
   private readonly progress: HTMLProgressElement;
@@ -48,14 +56,16 @@ class UploadRow {
   private readonly cancel: HTMLButtonElement;
   private readonly upload: Upload;
   private paused = false;
-  private sample = { at: 0, bytes: 0 };
+  private samples: { at: number; bytes: number }[] = [];
   private speed = 0;
+  readonly user: string;
 
   constructor(
     private readonly file: File,
     session: Session,
     private readonly onFinished: () => void,
   ) {
+    this.user = session.user;
     const name = el("span", { class: "name" }, file.name);
     this.progress = el("progress", { max: "100", value: "0", "aria-label": `Upload of ${file.name}` });
     this.status = el("span", { class: "status", role: "status" }, "Starting…");
@@ -102,17 +112,17 @@ class UploadRow {
     if (previous.length > 0) {
       this.upload.resumeFromPreviousUpload(previous[0]);
     }
-    this.sample = { at: performance.now(), bytes: 0 };
     this.upload.start();
   }
 
   private showProgress(sent: number, total: number): void {
+    // Speed over about the last second of progress events (from the first one, before that).
     const now = performance.now();
-    const elapsed = (now - this.sample.at) / 1000;
-    if (elapsed >= 0.5 || this.sample.bytes === 0) {
-      if (this.sample.bytes > 0 && elapsed > 0) this.speed = (sent - this.sample.bytes) / elapsed;
-      this.sample = { at: now, bytes: sent };
-    }
+    this.samples.push({ at: now, bytes: sent });
+    while (this.samples.length > 2 && now - this.samples[1].at >= 1000) this.samples.shift();
+    const first = this.samples[0];
+    const elapsed = (now - first.at) / 1000;
+    if (elapsed > 0.05) this.speed = (sent - first.bytes) / elapsed;
     const percent = total > 0 ? Math.floor((sent / total) * 100) : 0;
     this.progress.value = percent;
     const resumed = this.element.dataset.resumedFrom
@@ -127,7 +137,8 @@ class UploadRow {
       this.pause.textContent = "Pause";
       this.pause.setAttribute("aria-label", `Pause ${this.file.name}`);
       this.element.dataset.state = "uploading";
-      this.sample = { at: performance.now(), bytes: 0 };
+      this.samples = [];
+      this.speed = 0;
       this.upload.start();
     } else {
       this.paused = true;
@@ -146,6 +157,7 @@ class UploadRow {
     this.status.textContent = "Cancelled";
     // Terminates the upload on the service (DELETE), which removes the bytes it holds.
     await this.upload.abort(true).catch(() => undefined);
+    await forgetUpload(this.user, this.file);
     this.onFinished();
     setTimeout(() => this.element.remove(), 1500);
   }
@@ -162,6 +174,9 @@ class UploadRow {
 
   private failed(error: Error): void {
     this.element.dataset.state = "refused";
+    this.progress.hidden = true;
+    // A refusal is final (the service has ended the upload): nothing is left to resume.
+    void forgetUpload(this.user, this.file);
     this.status.textContent = uploadErrorMessage(error);
     this.status.classList.add("error");
     this.status.setAttribute("role", "alert");
