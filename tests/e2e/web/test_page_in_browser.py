@@ -246,14 +246,23 @@ def test_a_large_upload_resumes_after_a_reload_from_its_offset(
         assert patches[:2] == ["0", str(CHUNK)]
         screenshot(page, "07-large-cut")
 
-        page.unroute("**/v1/uploads/tus/**")
+        # Reload while the connection is still cut (nothing more gets through), then restore it.
         page.reload()
+        page.unroute("**/v1/uploads/tus/**")
         expect(page.locator("#unfinished")).to_contain_text("large.pdf")
+        offsets: list[str] = []
+        page.on(
+            "request",
+            lambda r: (
+                offsets.append(r.headers.get("upload-offset", "")) if r.method == "PATCH" else None
+            ),
+        )
         screenshot(page, "08-after-reload")
         page.locator("#file-input").set_input_files(str(large))
         resumed = page.locator('li.upload[data-filename="large.pdf"]')
         expect(resumed).to_have_attribute("data-resumed-from", str(2 * CHUNK), timeout=10_000)
         expect(resumed.locator(".status")).to_contain_text("resumed at")
+        assert offsets[0] == str(2 * CHUNK)  # Not a byte sent twice.
         screenshot(page, "09-resumed")
         document = document_row(page, "large.pdf")
         expect(document).to_have_attribute("data-status", "complete", timeout=60_000)
