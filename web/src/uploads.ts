@@ -175,15 +175,17 @@ class UploadRow {
   private failed(error: Error): void {
     this.element.dataset.state = "refused";
     this.progress.hidden = true;
-    // A refusal is final (the service has ended the upload): nothing is left to resume.
-    void forgetUpload(this.user, this.file);
+    // A refusal is final (the service has ended the upload): nothing is left to resume. A lost
+    // connection, a busy upload or a rate limit is not: dropping the file again resumes it.
+    const status = error instanceof DetailedError ? (error.originalResponse?.getStatus() ?? 0) : 0;
+    const final = status >= 400 && status < 500 && ![408, 409, 423, 429].includes(status);
+    void (final ? forgetUpload(this.user, this.file) : Promise.resolve()).finally(() => this.onFinished());
     this.status.textContent = uploadErrorMessage(error);
     this.status.classList.add("error");
     this.status.setAttribute("role", "alert");
     this.pause.remove();
     this.cancel.textContent = "Dismiss";
     this.cancel.setAttribute("aria-label", `Dismiss ${this.file.name}`);
-    this.onFinished();
   }
 }
 

@@ -189,6 +189,7 @@ def test_sign_in_upload_watch_classify_refuse_and_delete(
         message = refused.locator(".status").inner_text()
         assert "pdf" in message.lower(), message
         assert "answered" not in message, message  # The service's words, not a status line.
+        expect(page.locator("#unfinished")).to_be_hidden()  # Nothing left to resume.
         screenshot(page, "05-refused")
         assert serious_accessibility_violations(page) == []
 
@@ -318,3 +319,43 @@ def test_pause_resume_and_cancel_on_a_phone_sized_screen(
         assert deleted.value.status == 204
         screenshot(page, "11-phone-cancelled")
         page.unroute("**/v1/uploads/tus/**")
+
+
+def test_token_sign_in_download_and_more_on_scroll(page_server: LiveServer, tmp_path: Path) -> None:
+    minted = httpx.post(f"{page_server.url}/v1/dev/token", json={"user": "dave"})
+    token = minted.json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    for index in range(23):  # More than the page's first page of 20.
+        name = f"scan-{index:02d}.png"
+        response = httpx.post(
+            f"{page_server.url}/v1/documents",
+            files={"file": (name, png_bytes(8 + index, 8), "image/png")},
+            headers=headers,
+        )
+        assert response.status_code == 202, response.text
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        page.goto(page_server.url)
+        page.get_by_label("Access token (kept for this browser tab only)").fill(token)
+        page.get_by_role("button", name="Sign in with token").click()
+        expect(page.locator("#who-name")).to_have_text("dave")
+
+        # Newest first, twenty at a time; the rest come as the end of the list scrolls into view.
+        rows = page.locator("li.document")
+        expect(rows).to_have_count(20)
+        expect(rows.first.locator(".name")).to_have_text("scan-22.png")
+        page.locator("#more").scroll_into_view_if_needed()
+        expect(rows).to_have_count(23)
+        expect(rows.last.locator(".name")).to_have_text("scan-00.png")
+        screenshot(page, "12-more-on-scroll")
+
+        # Download: the stored bytes, under the document's name.
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download scan-05.png").click()
+        assert download.value.suggested_filename == "scan-05.png"
+        assert Path(download.value.path()).read_bytes() == png_bytes(13, 8)
+
+        # The token is kept for this tab only: a new tab of the same browser must sign in again.
+        other = browser.new_page()
+        other.goto(page_server.url)
+        expect(other.locator("#sign-in-title")).to_be_visible()
