@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -190,6 +191,16 @@ def test_sign_in_upload_watch_classify_refuse_and_delete(
         assert "pdf" in message.lower(), message
         assert "answered" not in message, message  # The service's words, not a status line.
         expect(page.locator("#unfinished")).to_be_hidden()  # Nothing left to resume.
+
+        # Over MAX_FILE_SIZE_MB (50): refused at creation, before a byte is sent.
+        too_big = tmp_path / "too-big.pdf"
+        with too_big.open("wb") as file:
+            file.write(b"%PDF-1.4\n")
+            file.truncate(51 * 1024 * 1024)
+        page.locator("#file-input").set_input_files(str(too_big))
+        big = page.locator('li.upload[data-filename="too-big.pdf"]')
+        expect(big).to_have_attribute("data-state", "refused", timeout=10_000)
+        expect(big.locator(".status")).to_contain_text(re.compile(r"limit|large|exceed", re.I))
         screenshot(page, "05-refused")
         assert serious_accessibility_violations(page) == []
 
