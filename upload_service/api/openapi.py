@@ -55,6 +55,14 @@ PDF (`.pdf`), PNG (`.png`), JPEG (`.jpg`, `.jpeg`) and Word (`.docx`), up to `MA
 (default 50 MiB). The content must match the extension; the stored `content_type` is what the
 bytes are, not what the client claimed.
 
+## Resumable uploads
+
+`/v1/uploads/tus` speaks [tus 1.0.0](https://tus.io/protocols/resumable-upload) (extensions
+creation, creation-with-upload, termination, expiration, checksum with sha1 and sha256), so stock
+clients (tus-js-client, Uppy, tuspy) work unchanged. Every request carries `Tus-Resumable: 1.0.0`;
+`OPTIONS /v1/uploads/tus` needs no token. A finished upload becomes a document exactly as
+`upload_document` makes one; HEAD then names it in `Document-Location`.
+
 ## Errors
 
 Every error has one shape, `ErrorBody`; request validation failures add the failed fields
@@ -73,6 +81,23 @@ def _error(description: str, model: type[BaseModel] = ErrorBody, **headers: str)
             for name, text in headers.items()
         }
     return response
+
+
+def _content_or_validation(description: str) -> dict[str, Any]:
+    """A 422 that is either the content's refusal (`ErrorBody`) or a request validation error."""
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        {"$ref": _REF.format(model="ValidationErrorBody")},
+                        {"$ref": _REF.format(model="ErrorBody")},
+                    ]
+                }
+            }
+        },
+    }
 
 
 # What any authenticated operation may answer, whatever it does.
@@ -102,21 +127,11 @@ UPLOAD_RESPONSES: dict[str, dict[str, Any]] = {
     ),
     "409": _error("The Idempotency-Key was used with a different file (`IDEMPOTENCY_CONFLICT`)"),
     "413": _error("Over `MAX_FILE_SIZE_MB`; `details.max_bytes` has the limit (`FILE_TOO_LARGE`)"),
-    "422": {
-        "description": "Type not allowed or content not matching the extension "
+    "422": _content_or_validation(
+        "Type not allowed or content not matching the extension "
         "(`UNSUPPORTED_FILE_TYPE`, `details.allowed`), an empty file (`EMPTY_FILE`), or a bad "
-        "header (`VALIDATION_ERROR`)",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "anyOf": [
-                        {"$ref": _REF.format(model="ValidationErrorBody")},
-                        {"$ref": _REF.format(model="ErrorBody")},
-                    ]
-                }
-            }
-        },
-    },
+        "header (`VALIDATION_ERROR`)"
+    ),
 }
 # A download answers with the stored type, one of the types an upload may have.
 _STORED_BYTES = {
@@ -127,10 +142,101 @@ DOWNLOAD_RESPONSES: dict[str, dict[str, Any]] = {
     "200": {"description": "The stored bytes, as their detected type", "content": _STORED_BYTES},
     "206": {"description": "One byte range (`Range: bytes=a-b`)", "content": _STORED_BYTES},
 }
+
+
+def _headers(**headers: str) -> dict[str, Any]:
+    return {
+        name.replace("_", "-"): {"description": text, "schema": {"type": "string"}}
+        for name, text in headers.items()
+    }
+
+
+# tus (https://tus.io/protocols/resumable-upload): answers are headers, errors the envelope.
+_TUS_VERSION = _error(
+    "`Tus-Resumable` missing or not `1.0.0` (`UNSUPPORTED_TUS_VERSION`)",
+    Tus_Version="The versions spoken: `1.0.0`",
+)
+_TUS_NOT_FOUND = _error("Unknown, or not the caller's (`NOT_FOUND`)")
+_TUS_GONE = _error("Expired or terminated (`UPLOAD_GONE`)")
+_TUS_PROGRESS = _headers(
+    Upload_Offset="Bytes received and stored",
+    Upload_Expires="RFC 9110 date after which an unfinished upload is removed",
+    Document_Location="`/v1/documents/{doc_id}`, once the upload is complete",
+)
+TUS_CREATE_RESPONSES: dict[str, dict[str, Any]] = {
+    "201": {
+        "description": "Created; with a body, its bytes appended (`Upload-Offset`)",
+        "headers": {
+            **_headers(Location="`/v1/uploads/tus/{upload_id}`"),
+            **_TUS_PROGRESS,
+        },
+    },
+    "400": _error("No `Upload-Length`, `Upload-Defer-Length`, malformed metadata or checksum"),
+    "412": _TUS_VERSION,
+    "413": _error("`Upload-Length` over `MAX_FILE_SIZE_MB` (`FILE_TOO_LARGE`)"),
+    "422": _content_or_validation(
+        "The filename's type is not accepted (`UNSUPPORTED_FILE_TYPE`), an empty file "
+        "(`EMPTY_FILE`), or a bad header (`VALIDATION_ERROR`)"
+    ),
+    "429": _error(
+        "Rate limit (`RATE_LIMITED`) or too many unfinished uploads (`TOO_MANY_OPEN_UPLOADS`)",
+        Retry_After="Seconds to wait before retrying",
+    ),
+}
+TUS_HEAD_RESPONSES: dict[str, dict[str, Any]] = {
+    "200": {
+        "description": "How far the upload got (no body)",
+        "headers": {
+            **_TUS_PROGRESS,
+            **_headers(
+                Upload_Length="The upload's length",
+                Upload_Metadata="`Upload-Metadata` as sent at creation",
+                Cache_Control="`no-store`",
+            ),
+        },
+    },
+    "404": _TUS_NOT_FOUND,
+    "410": _TUS_GONE,
+    "412": _TUS_VERSION,
+}
+TUS_PATCH_RESPONSES: dict[str, dict[str, Any]] = {
+    "204": {
+        "description": "Appended; complete once the offset reaches the length",
+        "headers": _TUS_PROGRESS,
+    },
+    "400": _error("A body past `Upload-Length`, a bad `Upload-Offset` or `Upload-Checksum`"),
+    "404": _TUS_NOT_FOUND,
+    "408": _error("The body stopped arriving (`UPLOAD_TIMEOUT`); what arrived is kept"),
+    "409": _error(
+        "`Upload-Offset` is not the server's (`OFFSET_MISMATCH`) or the upload is "
+        "complete (`UPLOAD_COMPLETE`)"
+    ),
+    "410": _TUS_GONE,
+    "412": _TUS_VERSION,
+    "415": _error("Not `application/offset+octet-stream` (`UNSUPPORTED_MEDIA_TYPE`)"),
+    "422": _content_or_validation(
+        "Content not of the filename's type (`UNSUPPORTED_FILE_TYPE`): the upload is "
+        "terminated; or a bad header (`VALIDATION_ERROR`)"
+    ),
+    "423": _error("Another PATCH of this upload is in progress (`UPLOAD_LOCKED`)"),
+    "460": _error("The body does not match `Upload-Checksum` (`CHECKSUM_MISMATCH`)"),
+}
+TUS_DELETE_RESPONSES: dict[str, dict[str, Any]] = {
+    "204": {"description": "Terminated: its bytes are removed"},
+    "404": _TUS_NOT_FOUND,
+    "409": _error("The upload is complete (`UPLOAD_COMPLETE`): delete the document instead"),
+    "410": _TUS_GONE,
+    "412": _TUS_VERSION,
+    "423": _error("A PATCH of this upload is in progress (`UPLOAD_LOCKED`)"),
+}
 # Per operation, what it answers beyond the common responses; these replace FastAPI's.
 EXTRA_RESPONSES: dict[str, dict[str, dict[str, Any]]] = {
     "upload_document": UPLOAD_RESPONSES,
     "download_document": DOWNLOAD_RESPONSES,
+    "tus_create_upload": TUS_CREATE_RESPONSES,
+    "tus_get_upload": TUS_HEAD_RESPONSES,
+    "tus_append": TUS_PATCH_RESPONSES,
+    "tus_terminate_upload": TUS_DELETE_RESPONSES,
 }
 
 
@@ -229,6 +335,10 @@ def build_document(app: FastAPI, routes: list[RouteContext]) -> dict[str, Any]:
         tags=[
             {"name": "documents", "description": "Upload, read, list, download and delete"},
             {"name": "tasks", "description": "Classification tasks"},
+            {
+                "name": "uploads",
+                "description": "Resumable uploads (tus 1.0.0): create, append, resume, terminate",
+            },
         ],
     )
     components = document.setdefault("components", {})

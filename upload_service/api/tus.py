@@ -6,7 +6,7 @@ applied, by `middleware/tus.py` before routing; the rules live in the door's ser
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 
@@ -26,11 +26,15 @@ from upload_service.documents.doors.tus.protocol import (
 from upload_service.errors import MalformedUpload, UploadServiceError
 
 PREFIX = "/v1/uploads/tus"
+# The headers' shapes, documented but parsed by the door (a bad one is 400, as tus asks, not 422).
+_BYTE_COUNT = {"pattern": "^[0-9]{1,19}$"}
+_CHECKSUM = {"pattern": "^(sha1|sha256) [A-Za-z0-9+/]+={0,2}$"}
 
 
 async def tus_resumable_header(
     tus_resumable: Annotated[
-        str, Header(alias="Tus-Resumable", description="The protocol version: `1.0.0`")
+        Literal["1.0.0"],
+        Header(alias="Tus-Resumable", description="The protocol version: `1.0.0`"),
     ],
 ) -> None:
     """Documents the header every tus request carries (the middleware enforces it: 412)."""
@@ -97,10 +101,23 @@ async def tus_create_upload(
     request: Request,
     user: UploadCaller,
     ctx: TusContextDep,
-    upload_length: Annotated[str | None, Header(alias="Upload-Length")] = None,
-    upload_metadata: Annotated[str | None, Header(alias="Upload-Metadata")] = None,
-    upload_defer_length: Annotated[str | None, Header(alias="Upload-Defer-Length")] = None,
-    upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
+    upload_length: Annotated[
+        str | None, Header(alias="Upload-Length", json_schema_extra=_BYTE_COUNT)
+    ] = None,
+    upload_metadata: Annotated[
+        str | None,
+        Header(
+            alias="Upload-Metadata",
+            description="`key base64value` pairs, comma-separated, at most 4 KiB; `filename` "
+            "names the document",
+        ),
+    ] = None,
+    upload_defer_length: Annotated[
+        str | None, Header(alias="Upload-Defer-Length", description="Not supported: 400")
+    ] = None,
+    upload_checksum: Annotated[
+        str | None, Header(alias="Upload-Checksum", json_schema_extra=_CHECKSUM)
+    ] = None,
 ) -> Response:
     """Create an upload; with an `application/offset+octet-stream` body, append it at once."""
     upload = await service.create(
@@ -162,8 +179,12 @@ async def tus_append(
     upload_id: str,
     user: QueryCaller,
     ctx: TusContextDep,
-    upload_offset: Annotated[str | None, Header(alias="Upload-Offset")] = None,
-    upload_checksum: Annotated[str | None, Header(alias="Upload-Checksum")] = None,
+    upload_offset: Annotated[
+        str | None, Header(alias="Upload-Offset", json_schema_extra=_BYTE_COUNT)
+    ] = None,
+    upload_checksum: Annotated[
+        str | None, Header(alias="Upload-Checksum", json_schema_extra=_CHECKSUM)
+    ] = None,
 ) -> Response:
     """Append the body at `Upload-Offset`; the last bytes make the document."""
     upload = await service.append(

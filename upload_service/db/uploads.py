@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, or_, select, update
+from sqlalchemy import ColumnElement, Table, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.db.models import Base, Upload, utcnow
@@ -29,6 +29,7 @@ TERMINATED = "terminated"
 EXPIRED = "expired"
 # Unfinished: the bytes and storage handles are still wanted.
 LIVE_STATES = (OPEN, FINISHING)
+ENDED_STATES = (DONE, TERMINATED, EXPIRED)
 
 # A lease outlives a dead process by at most this long; a live one renews it well before.
 LEASE_S = 10.0
@@ -138,8 +139,13 @@ async def advance(
     storage_state: dict[str, Any],
     expires_at: datetime,
 ) -> bool:
-    """Move the offset over bytes just saved; the upload is `finishing` once all are in."""
-    state = FINISHING if offset == upload.length else OPEN
+    """Move the offset over bytes just saved; the upload is `finishing` once all are in.
+
+    An upload that stays open is let go in the same statement (the PATCH is over); a finishing
+    one stays leased to `holder`, who goes on to record it.
+    """
+    finishing = offset == upload.length
+    lease: dict[str, object] = {} if finishing else {"locked_by": None, "locked_until": None}
     return await _changed(
         sessions,
         "moving an upload's offset",
@@ -150,7 +156,8 @@ async def advance(
         offset=offset,
         storage_state=storage_state,
         expires_at=expires_at,
-        state=state,
+        state=FINISHING if finishing else OPEN,
+        **lease,
     )
 
 
@@ -192,6 +199,16 @@ async def expired_ids(
             .limit(limit)
         )
         return list(rows)
+
+
+async def purge_ended(sessions: async_sessionmaker[AsyncSession], *, before: datetime) -> int:
+    """Forget uploads that ended (done, terminated, expired) before `before`: they answer 404."""
+    async with database_required("purging ended uploads"), sessions() as session:
+        result = await session.execute(
+            delete(UPLOADS).where(_c.state.in_(ENDED_STATES), _c.updated_at < before)
+        )
+        await session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def live_keys(sessions: async_sessionmaker[AsyncSession]) -> frozenset[str]:

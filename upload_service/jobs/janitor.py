@@ -31,7 +31,11 @@ from upload_service.events.retention import purge_old_events
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
-from upload_service.jobs.upload_expiry import expire_uploads, live_upload_keys
+from upload_service.jobs.upload_expiry import (
+    expire_uploads,
+    live_upload_keys,
+    purge_ended_uploads,
+)
 from upload_service.storage.base import Storage
 from upload_service.storage.keys import RAW_PREFIX, doc_id_of
 
@@ -130,13 +134,15 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         ctx.engine, ctx.storage, older_than=older_than, settle_s=settle_s, keep=live
     )
     expired = await purge_expired_keys(ctx.engine)
+    forgotten = await purge_ended_uploads(ctx.engine)
     events = await purge_old_events(ctx.engine, retention_s=ctx.settings.events_retention_s)
     logger.info(
-        "janitor %s: %d resumable upload(s) expired, %d unfinished write(s) aborted, "
-        "%d of %d old object(s) removed (no row), %d expired Idempotency-Key(s) and %d old "
-        "event(s) forgotten",
+        "janitor %s: %d resumable upload(s) expired, %d ended one(s) forgotten, %d unfinished "
+        "write(s) aborted, %d of %d old object(s) removed (no row), %d expired "
+        "Idempotency-Key(s) and %d old event(s) forgotten",
         job.id,
         uploads_expired,
+        forgotten,
         aborted,
         sweep.removed,
         sweep.checked,

@@ -5,14 +5,15 @@ extended it, or is still writing, wins), marked `expired` (it answers 410 from t
 partial object discarded: no partial file, no open S3 multipart upload. The keys of unfinished
 uploads are handed to the rest of the janitor, which must not abort their multipart uploads or
 delete their objects however old they look: a tus upload may take hours, and a `finishing` one
-already has its object under its key before its document row commits.
+already has its object under its key before its document row commits. Rows of uploads that
+ended (done, terminated, expired) are forgotten `ENDED_RETENTION` later.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -24,6 +25,8 @@ from upload_service.storage.base import Storage
 logger = logging.getLogger(__name__)
 
 EXPIRE_BATCH = 200
+# An ended upload answers 410 (or names its document) this long, then 404 like one never seen.
+ENDED_RETENTION = timedelta(days=7)
 
 
 async def expire_uploads(
@@ -51,3 +54,9 @@ async def expire_uploads(
 async def live_upload_keys(engine: AsyncEngine) -> frozenset[str]:
     """The storage keys of unfinished uploads, which the janitor must leave alone."""
     return await uploads.live_keys(create_session_factory(engine))
+
+
+async def purge_ended_uploads(engine: AsyncEngine, *, now: datetime | None = None) -> int:
+    """Forget the rows of uploads that ended over `ENDED_RETENTION` ago; count them."""
+    before = (now or utc_now()) - ENDED_RETENTION
+    return await uploads.purge_ended(create_session_factory(engine), before=before)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fixtures.app import MakeToken
+from tests.fixtures.app import MakeSettings, MakeToken, running_app
 from tests.integration.documents.conftest import docx_bytes, pdf_bytes
 from tests.integration.security.conftest import assert_envelope, bearer
 from tests.integration.security.test_body_limits import CountingBody
@@ -30,6 +30,8 @@ from tests.integration.tus.conftest import (
     upload_row,
 )
 from upload_service.db.models import Document, Job, Upload
+from upload_service.db.uploads import LEASE_S
+from upload_service.main import create_app
 
 
 @pytest.fixture
@@ -468,3 +470,82 @@ async def test_an_upload_row_records_what_the_upload_is(
     assert row.locked_by is None
     async with pg_clean.connect() as conn:
         assert (await conn.execute(select(Upload.id))).scalar_one() == row.id
+
+
+async def test_a_body_that_stops_arriving_is_408_and_what_arrived_is_kept(
+    make_settings: MakeSettings, auth_headers: dict[str, str], pg_clean: AsyncEngine
+) -> None:
+    content = pdf_bytes(pad=20_000)
+    async with running_app(create_app(make_settings(upload_idle_timeout_s=0.5))) as client:
+        location = await create_upload(client, auth_headers, len(content))
+        never = asyncio.Event()
+
+        async def stalling() -> AsyncIterator[bytes]:
+            yield content[:3000]
+            await asyncio.wait_for(never.wait(), 10)
+
+        response = await client.patch(
+            location,
+            content=stalling(),
+            headers={**auth_headers, **TUS, "Content-Type": OFFSET_STREAM, "Upload-Offset": "0"},
+        )
+        assert_envelope(response, 408, "UPLOAD_TIMEOUT")
+        status = await head(client, auth_headers, location)
+        assert status.headers["upload-offset"] == "3000"
+        resumed = await patch(client, auth_headers, location, 3000, content[3000:])
+        assert resumed.status_code == 204, resumed.text
+
+
+async def test_a_long_patch_keeps_its_lease_past_the_lease_time(
+    client: httpx.AsyncClient, auth_headers: dict[str, str], pg_clean: AsyncEngine
+) -> None:
+    content = pdf_bytes(pad=20_000)
+    location = await create_upload(client, auth_headers, len(content))
+    first_bytes_in, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield content[:5000]
+        first_bytes_in.set()
+        await asyncio.wait_for(go_on.wait(), 30)
+        yield content[5000:]
+
+    writer = asyncio.create_task(
+        client.patch(
+            location,
+            content=slow_body(),
+            headers={**auth_headers, **TUS, "Content-Type": OFFSET_STREAM, "Upload-Offset": "0"},
+        )
+    )
+    await asyncio.wait_for(first_bytes_in.wait(), 10)
+    await asyncio.sleep(LEASE_S + 1)  # Past the lease time: only renewal keeps it.
+    assert_envelope(await patch(client, auth_headers, location, 0, b"%PDF-"), 423, "UPLOAD_LOCKED")
+    go_on.set()
+    done = await asyncio.wait_for(writer, 10)
+    assert done.status_code == 204, done.text
+    assert "document-location" in done.headers
+
+
+async def test_terminating_an_upload_whose_bytes_are_all_in_removes_its_object_too(
+    client: httpx.AsyncClient,
+    auth_headers: dict[str, str],
+    pg_clean: AsyncEngine,
+    storage_root: Path,
+) -> None:
+    content = pdf_bytes(pad=2000)
+    location = await create_upload(client, auth_headers, len(content))
+    await patch(client, auth_headers, location, 0, content[:1000])
+    row = await upload_row(pg_clean, location)
+    assert row is not None
+    # As a process that put the object in place and died before recording it leaves it.
+    final = storage_root / row.storage_key
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_bytes(content)
+    (storage_root / ".partial" / row.storage_key).unlink()
+    async with pg_clean.begin() as conn:
+        await conn.execute(
+            update(Upload).where(Upload.id == row.id).values(offset=len(content), state="finishing")
+        )
+    deleted = await client.delete(location, headers={**auth_headers, **TUS})
+    assert deleted.status_code == 204
+    assert all_files(storage_root) == []
+    assert await count(pg_clean, Document) == 0

@@ -30,7 +30,7 @@ from tests.integration.jobs.support import (
 )
 from tests.integration.tus.conftest import count, create_upload, head, patch, upload_row
 from upload_service.db.models import Document, Job, Upload, utcnow
-from upload_service.jobs.upload_expiry import expire_uploads
+from upload_service.jobs.upload_expiry import expire_uploads, purge_ended_uploads
 from upload_service.main import create_app
 from upload_service.storage.local import LocalStorage
 
@@ -259,3 +259,17 @@ async def test_the_scheduled_janitor_expires_old_uploads_and_spares_live_ones_ho
     # ... and the upload still completes into a document.
     status = await head(client, auth_headers, finishing)
     assert "document-location" in status.headers
+
+
+async def test_ended_uploads_are_forgotten_a_week_later(
+    client: httpx.AsyncClient, auth_headers: dict[str, str], pg_clean: AsyncEngine
+) -> None:
+    ended = await create_upload(client, auth_headers, len(CONTENT))
+    deleted = await client.delete(ended, headers={**auth_headers, "Tus-Resumable": "1.0.0"})
+    assert deleted.status_code == 204
+    live = await create_upload(client, auth_headers, len(CONTENT))
+    assert await purge_ended_uploads(pg_clean) == 0  # Ended just now: still answers 410.
+    assert (await head(client, auth_headers, ended)).status_code == 410
+    assert await purge_ended_uploads(pg_clean, now=utcnow() + timedelta(days=8)) == 1
+    assert (await head(client, auth_headers, ended)).status_code == 404
+    assert (await head(client, auth_headers, live)).status_code == 200

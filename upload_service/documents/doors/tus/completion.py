@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from upload_service.db import uploads as store
 from upload_service.db.models import Upload
 from upload_service.documents.doors.tus.context import TusContext
+from upload_service.documents.doors.tus.lease import Held
 from upload_service.documents.pipeline.checks import CheckedFile, StreamCheck, verify_stored
 from upload_service.documents.pipeline.cleanup import delete_quietly
 from upload_service.documents.pipeline.recording import StoredFile, record_stored
@@ -27,7 +28,7 @@ from upload_service.observability import metrics
 logger = logging.getLogger("upload_service.tus")
 
 
-async def complete(ctx: TusContext, upload: Upload, holder: str) -> Upload:
+async def complete(ctx: TusContext, upload: Upload, lease: Held) -> Upload:
     """Finish the object, judge it, record the document; the upload is then `done`."""
     storage = ctx.storage
     await storage.partial_objects.finish(upload.storage_key, upload.storage_state)
@@ -35,12 +36,13 @@ async def complete(ctx: TusContext, upload: Upload, holder: str) -> Upload:
         checked = await _judge(ctx, upload)
     except (UnsupportedFileType, EmptyFile):
         # Not a document after all (a DOCX without its parts shows only at the end).
-        await store.end(ctx.sessions, upload.id, holder, store.TERMINATED)
-        await asyncio.shield(delete_quietly(storage, upload.storage_key))
+        if await store.end(ctx.sessions, upload.id, lease.holder, store.TERMINATED):
+            lease.released = True
+            await asyncio.shield(delete_quietly(storage, upload.storage_key))
         raise
 
     async def mark_done(session: AsyncSession) -> None:
-        if not await store.mark_done(session, upload.id, holder):
+        if not await store.mark_done(session, upload.id, lease.holder):
             raise UploadLocked()  # Lost the lease: whoever holds it now records it.
 
     result = await record_stored(
@@ -53,6 +55,7 @@ async def complete(ctx: TusContext, upload: Upload, holder: str) -> Upload:
         also=mark_done,
         keep_object=True,
     )
+    lease.released = True  # `done` let it go in the recording's transaction.
     metrics.record_upload(result.document.size_bytes)
     upload.state = store.DONE
     return upload

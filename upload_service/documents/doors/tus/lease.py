@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,11 +30,24 @@ def new_holder() -> str:
     return secrets.token_hex(16)
 
 
-async def _renew(sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str) -> None:
+@dataclass(slots=True)
+class Held:
+    """A lease `holder` holds inside `holding`; `released` once a statement of the block (the
+    offset's move, the document's recording, an end state) let it go with its own change."""
+
+    holder: str
+    released: bool = False
+
+
+async def _renew(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str, held: Held
+) -> None:
     while True:
         await asyncio.sleep(RENEW_EVERY_S)
+        if held.released:
+            return
         try:
-            if not await store.renew_lease(sessions, upload_id, holder):
+            if not await store.renew_lease(sessions, upload_id, holder) and not held.released:
                 # Lapsed and taken: the offset's compare-and-set refuses this request's bytes.
                 logger.warning("upload %s: lease lost while writing", upload_id)
                 return
@@ -44,18 +58,25 @@ async def _renew(sessions: async_sessionmaker[AsyncSession], upload_id: str, hol
 @contextlib.asynccontextmanager
 async def holding(
     sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str
-) -> AsyncIterator[None]:
-    """Keep the lease `holder` took renewed inside the block; release it after."""
-    renewing = asyncio.ensure_future(_renew(sessions, upload_id, holder))
+) -> AsyncIterator[Held]:
+    """Keep the lease `holder` took renewed inside the block; release it after (unless a
+    statement inside already did, saying so on the `Held` it was given)."""
+    held = Held(holder)
+    renewing = asyncio.ensure_future(_renew(sessions, upload_id, holder, held))
     try:
-        yield
+        yield held
     finally:
         renewing.cancel()
         with contextlib.suppress(BaseException):
             await renewing
-        release = asyncio.ensure_future(store.release_lease(sessions, upload_id, holder))
-        try:
-            # Shielded: a request cancelled on its way out still lets the lease go.
-            await asyncio.shield(release)
-        except Exception:
-            logger.warning("upload %s: lease not released, it lapses", upload_id, exc_info=True)
+        if not held.released:
+            await _release(sessions, upload_id, holder)
+
+
+async def _release(sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str) -> None:
+    release = asyncio.ensure_future(store.release_lease(sessions, upload_id, holder))
+    try:
+        # Shielded: a request cancelled on its way out still lets the lease go.
+        await asyncio.shield(release)
+    except Exception:
+        logger.warning("upload %s: lease not released, it lapses", upload_id, exc_info=True)

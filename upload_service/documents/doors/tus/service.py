@@ -21,7 +21,7 @@ from upload_service.db.models import Upload, new_doc_id, utcnow
 from upload_service.documents.doors.tus.body import PatchBody
 from upload_service.documents.doors.tus.completion import complete
 from upload_service.documents.doors.tus.context import TusContext
-from upload_service.documents.doors.tus.lease import holding, new_holder
+from upload_service.documents.doors.tus.lease import Held, holding, new_holder
 from upload_service.documents.doors.tus.protocol import (
     Checksum,
     is_offset_stream,
@@ -31,6 +31,7 @@ from upload_service.documents.doors.tus.protocol import (
     parse_metadata,
 )
 from upload_service.documents.pipeline.checks import StreamCheck
+from upload_service.documents.pipeline.cleanup import delete_quietly
 from upload_service.errors import (
     ClientDisconnected,
     EmptyFile,
@@ -166,10 +167,10 @@ async def append(
         ctx.sessions, upload.id, holder, states=(store.OPEN,), offset=offset
     ):
         raise await _why_no_lease(ctx, upload_id, owner, offset)
-    async with holding(ctx.sessions, upload.id, holder):
-        upload = await _write(ctx, upload, holder, body, checksum)
+    async with holding(ctx.sessions, upload.id, holder) as lease:
+        upload = await _write(ctx, upload, lease, body, checksum)
         if upload.offset == upload.length:
-            upload = await complete(ctx, upload, holder)
+            upload = await complete(ctx, upload, lease)
     return upload
 
 
@@ -181,13 +182,8 @@ async def terminate(ctx: TusContext, upload_id: str, owner: str) -> None:
     holder = new_holder()
     if not await store.take_lease(ctx.sessions, upload.id, holder):
         raise await _why_no_lease(ctx, upload_id, owner, None)
-    async with holding(ctx.sessions, upload.id, holder):
-        if not await store.end(ctx.sessions, upload.id, holder, store.TERMINATED):
-            raise UploadLocked()
-    ctx.checks.forget(upload.id)
-    await asyncio.shield(
-        ctx.storage.partial_objects.discard(upload.storage_key, upload.storage_state)
-    )
+    async with holding(ctx.sessions, upload.id, holder) as lease:
+        await _end(ctx, upload, lease, store.TERMINATED)
 
 
 async def _append_to_finished(ctx: TusContext, upload: Upload, offset: int) -> Upload:
@@ -210,8 +206,8 @@ async def _finish_pending(ctx: TusContext, upload: Upload) -> Upload:
     holder = new_holder()
     if not await store.take_lease(ctx.sessions, upload.id, holder, states=(store.FINISHING,)):
         return upload  # Someone is finishing it right now; HEAD tells them apart later.
-    async with holding(ctx.sessions, upload.id, holder):
-        return await complete(ctx, upload, holder)
+    async with holding(ctx.sessions, upload.id, holder) as lease:
+        return await complete(ctx, upload, lease)
 
 
 async def _why_no_lease(
@@ -229,7 +225,7 @@ async def _why_no_lease(
 async def _write(
     ctx: TusContext,
     upload: Upload,
-    holder: str,
+    lease: Held,
     chunks: AsyncIterator[bytes],
     checksum: Checksum | None,
 ) -> Upload:
@@ -259,7 +255,7 @@ async def _write(
         cut_short = exc  # What arrived is kept: saved below, then the client hears why.
     except UnsupportedFileType:
         await appender.rollback()
-        await _refuse_content(ctx, upload, holder)
+        await _end(ctx, upload, lease, store.TERMINATED)  # Not its type: nothing is kept.
         raise
     except BaseException:
         await appender.rollback()
@@ -267,9 +263,15 @@ async def _write(
     offset, state = await appender.save()
     expires_at = utcnow() + timedelta(seconds=ctx.settings.tus_upload_expiry_s)
     if not await store.advance(
-        ctx.sessions, upload, holder, offset=offset, storage_state=state, expires_at=expires_at
+        ctx.sessions,
+        upload,
+        lease.holder,
+        offset=offset,
+        storage_state=state,
+        expires_at=expires_at,
     ):
         raise UploadLocked()  # The lease lapsed and was taken: these bytes are not counted.
+    lease.released = offset != upload.length
     if check is not None and check.size == offset:
         ctx.checks.keep(upload.id, check)
     upload.offset, upload.storage_state, upload.expires_at = offset, state, expires_at
@@ -280,10 +282,15 @@ async def _write(
     return upload
 
 
-async def _refuse_content(ctx: TusContext, upload: Upload, holder: str) -> None:
-    """Content of the wrong type: the upload ends and its bytes go."""
+async def _end(ctx: TusContext, upload: Upload, lease: Held, state: str) -> None:
+    """End the upload (terminated, expired) and remove its bytes: no partial object stays, and
+    no object either when its bytes were already all in."""
+    if not await store.end(ctx.sessions, upload.id, lease.holder, state):
+        raise UploadLocked()  # The lease lapsed and was taken meanwhile.
+    lease.released = True
     ctx.checks.forget(upload.id)
-    await store.end(ctx.sessions, upload.id, holder, store.TERMINATED)
-    await asyncio.shield(
-        ctx.storage.partial_objects.discard(upload.storage_key, upload.storage_state)
-    )
+    partials = ctx.storage.partial_objects
+    await asyncio.shield(partials.discard(upload.storage_key, upload.storage_state))
+    if upload.state == store.FINISHING:
+        # `finish` may have put the object in place already: it goes too.
+        await asyncio.shield(delete_quietly(ctx.storage, upload.storage_key))
