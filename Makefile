@@ -67,8 +67,15 @@ run: install web
 
 ## Set up and run the whole test suite (real PostgreSQL, moto's S3 server, a gRPC classifier,
 ## the web page in a headless chromium).
+# Then the integration tests (and the event streams' real processes) once more through a real
+# PgBouncer in transaction mode, started by the tests themselves (tests/fixtures/pgbouncer.py).
 test: install-dev web chromium
 	$(BIN)/pytest
+	@if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then \
+		TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest tests/integration tests/e2e/test_events.py; \
+	else \
+		echo "pgbouncer is not installed: the pass through PgBouncer did not run (apt-get install pgbouncer)"; \
+	fi
 
 lint: install-dev
 	$(BIN)/ruff check .

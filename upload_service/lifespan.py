@@ -110,12 +110,17 @@ async def open_resources(
             await asyncio.to_thread(upgrade_to_head, settings.database_url)
         # Every pool together stays within DB_MAX_CONNECTIONS (README, "Database connections").
         shares = ConnectionShares.of(settings.db_max_connections)
-        res.engine = create_engine(settings.database_url, pool_size=shares.writes)
+        res.engine = create_engine(
+            settings.database_url, pool_size=shares.writes, pooler=settings.behind_pooler
+        )
         on_close("database", res.engine.dispose)
         res.schema = SchemaState(res.engine, at_head=settings.is_sqlite)
         res.sessions = create_session_factory(res.engine)
         res.reader = await open_reader(
-            settings.database_url, pool_size=shares.reads, writers=res.engine
+            settings.database_url,
+            pool_size=shares.reads,
+            writers=res.engine,
+            pooler=settings.behind_pooler,
         )
         on_close("database reader", res.reader.close)
 

@@ -20,8 +20,8 @@ XACT_ID = select(cast(func.pg_current_xact_id(), String).label("xact"))
 
 
 @pytest.fixture
-async def reader(pg_url: str, pg_clean: AsyncEngine) -> AsyncIterator[Reader]:
-    opened = await open_reader(pg_url)
+async def reader(pg_url: str, pg_pooler: bool, pg_clean: AsyncEngine) -> AsyncIterator[Reader]:
+    opened = await open_reader(pg_url, pooler=pg_pooler)
     yield opened
     await opened.close()
 

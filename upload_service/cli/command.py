@@ -51,7 +51,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
     from upload_service.db.migrate import upgrade_to_head
 
-    upgrade_to_head(settings.database_url)
+    # The direct connection when DATABASE_URL is a pooler: a migration is session work.
+    upgrade_to_head(settings.listen_url)
     return 0
 
 

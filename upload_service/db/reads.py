@@ -28,6 +28,7 @@ from upload_service.db.outage import UNREACHABLE, unavailable
 from upload_service.db.session import (
     POOL_TIMEOUT_S,
     STATEMENT_TIMEOUT_MS,
+    create_engine,
     create_reader_engine,
 )
 
@@ -138,19 +139,29 @@ async def _decode_json(connection: asyncpg.Connection) -> None:
 
 
 async def open_reader(
-    database_url: str, *, pool_size: int = 10, writers: AsyncEngine | None = None
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    writers: AsyncEngine | None = None,
+    pooler: bool = False,
 ) -> Reader:
     """The reader for `database_url`: an asyncpg pool on PostgreSQL, else SQLAlchemy's engine.
 
     On PostgreSQL the odd read that is not a prepared one (a batch check) runs on `writers`'
     pool in autocommit when given, so the process opens no third pool; else on a small one.
+    `pooler`: `database_url` is a transaction pooler, where statements are prepared unnamed
+    (asyncpg's cache off), and a one-off read runs in a transaction: SQLAlchemy prepares
+    before it executes, and outside a transaction the pooler may send the two to different
+    server connections.
     """
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
         return Reader(create_reader_engine(database_url, pool_size=pool_size))
     if writers is not None:
         # asyncpg's autocommit is a flag on the adapter: switching it costs no round trip.
-        engine = writers.execution_options(isolation_level="AUTOCOMMIT")
+        engine = writers if pooler else writers.execution_options(isolation_level="AUTOCOMMIT")
+    elif pooler:
+        engine = create_engine(database_url, pool_size=2, pooler=True)
     else:
         engine = create_reader_engine(database_url, pool_size=2)
     # Connect exactly as SQLAlchemy's engine does: the same host, credentials and URL options
@@ -158,14 +169,20 @@ async def open_reader(
     _, connect = _DIALECT.create_connect_args(url)  # type: ignore[no-untyped-call]
     for dialect_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
         connect.pop(dialect_only, None)
+    # Behind a pooler: unnamed statements only, and the timeout is the role's (see session.py).
+    server: dict[str, Any] = (
+        {"statement_cache_size": 0}
+        if pooler
+        else {"server_settings": {"statement_timeout": str(STATEMENT_TIMEOUT_MS)}}
+    )
     try:
         pool = await asyncpg.create_pool(
             **connect,
+            **server,
             min_size=0,  # Connect on first use: start-up must not need the database.
             max_size=pool_size,
             timeout=5,
             init=_decode_json,
-            server_settings={"statement_timeout": str(STATEMENT_TIMEOUT_MS)},
         )
     except BaseException:
         if writers is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,13 +41,40 @@ class ConnectionShares:
         return cls(writes=max_connections - reads, reads=reads)
 
 
+def pooler_connect_args() -> dict[str, Any]:
+    """asyncpg's options behind a transaction pooler (PgBouncer `pool_mode = transaction`).
+
+    Consecutive transactions of one client may run on different server connections, so a
+    statement prepared under a name in one may be missing, or another client's, in the next:
+    asyncpg's statement cache and SQLAlchemy's are off, and each statement SQLAlchemy prepares
+    (it always does, for the result's columns) gets a name of its own. No `statement_timeout`
+    startup parameter either: PgBouncer refuses it; set it on the database role instead.
+    """
+    return {
+        "timeout": 5,
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
 def create_engine(
-    database_url: str, *, echo: bool = False, pool_size: int = 10, **options: Any
+    database_url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    pooler: bool = False,
+    **options: Any,
 ) -> AsyncEngine:
     """An async engine tuned for the backend: pooled asyncpg, or SQLite with WAL.
 
     The pool holds `pool_size` connections and never more (no overflow), on SQLite too; a
-    checkout waits at most `POOL_TIMEOUT_S`.
+    checkout waits at most `POOL_TIMEOUT_S`. `pooler`: `database_url` is a transaction pooler
+    (`pooler_connect_args`).
     """
     if database_url.startswith("sqlite"):
         engine = create_async_engine(
@@ -69,10 +97,9 @@ def create_engine(
         pool_pre_ping=False,
         pool_recycle=1800,
         # The server enforces the statement timeout: cheaper than a client timer per statement.
-        connect_args={
-            "timeout": 5,
-            "server_settings": {"statement_timeout": str(STATEMENT_TIMEOUT_MS)},
-        },
+        connect_args=pooler_connect_args()
+        if pooler
+        else {"timeout": 5, "server_settings": {"statement_timeout": str(STATEMENT_TIMEOUT_MS)}},
         **options,
     )
 

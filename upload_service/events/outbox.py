@@ -16,6 +16,7 @@ connection returns to the pool after the commit.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +38,22 @@ PENDING_WAKEUPS = "upload_service.pending_wakeups"
 UPDATED = "document.updated"
 DELETED = "document.deleted"
 
-_LOCK_AND_NOTIFY = text(
-    "SELECT count(pg_advisory_xact_lock(:space, k)) + count(pg_notify(:channel, k::text)) "
-    "FROM unnest(CAST(:keys AS integer[])) AS k"
+# One round trip on PostgreSQL: the owners' locks (and their wake-ups) in a CTE that must yield
+# its one row before any event row exists, so every id is drawn under the locks.
+_LOCK_NOTIFY_INSERT = text(
+    """
+    WITH locked AS MATERIALIZED (
+        SELECT count(pg_advisory_xact_lock(:space, k)) + count(pg_notify(:channel, k::text)) AS n
+        FROM unnest(CAST(:keys AS integer[])) AS k
+    )
+    INSERT INTO document_events (owner, doc_id, event, data, created_at)
+    SELECT e.owner, e.doc_id, e.event, CAST(e.data AS json), CAST(:created_at AS timestamptz)
+    FROM locked, unnest(
+        CAST(:owners AS text[]), CAST(:doc_ids AS text[]),
+        CAST(:events AS text[]), CAST(:datas AS text[])
+    ) WITH ORDINALITY AS e(owner, doc_id, event, data, n)
+    ORDER BY e.n
+    """
 )
 _NOTIFY = text("SELECT pg_notify(:channel, '')")
 _INSERT = insert(EVENTS).values(
@@ -113,14 +127,24 @@ async def record_events(conn: AsyncConnection, changes: Sequence[DocumentChange]
     if not changes:
         return
     keys = sorted({owner_key(change.owner) for change in changes})
+    now = utcnow()
     if conn.dialect.name == "postgresql":
         await conn.execute(
-            _LOCK_AND_NOTIFY, {"space": _LOCK_SPACE, "channel": EVENTS_CHANNEL, "keys": keys}
+            _LOCK_NOTIFY_INSERT,
+            {
+                "space": _LOCK_SPACE,
+                "channel": EVENTS_CHANNEL,
+                "keys": keys,
+                "owners": [change.owner for change in changes],
+                "doc_ids": [change.doc_id for change in changes],
+                "events": [change.event for change in changes],
+                "datas": [json.dumps(change.data, separators=(",", ":")) for change in changes],
+                "created_at": now,
+            },
         )
-    else:
-        # SQLite has one writer at a time: ids are drawn in commit order already.
-        _stage_local(conn, [(EVENTS_CHANNEL, str(key)) for key in keys])
-    now = utcnow()
+        return
+    # SQLite has one writer at a time: ids are drawn in commit order already.
+    _stage_local(conn, [(EVENTS_CHANNEL, str(key)) for key in keys])
     await conn.execute(
         _INSERT,
         [

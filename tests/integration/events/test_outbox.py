@@ -3,6 +3,7 @@ transaction, in order, for its owner only."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from tests.samples import TEXTS, pdf_bytes
 from upload_service.db.models import DocumentEvent
 from upload_service.documents.schemas import DocumentOut
 from upload_service.errors import ClassifierFailed
+from upload_service.events.outbox import DocumentChange, record_events
 from upload_service.events.retention import purge_old_events
 from upload_service.storage.local import LocalStorage
 
@@ -105,3 +107,36 @@ async def test_the_janitor_forgets_events_past_retention(
     assert len(await events_of(pg_sessions, "alice")) == 1
     assert await purge_old_events(pg_clean, retention_s=0.000001) == 1
     assert await events_of(pg_sessions, "alice") == []
+
+
+async def test_an_owners_event_ids_become_visible_in_order_and_other_owners_never_wait(
+    pg_clean: AsyncEngine,
+) -> None:
+    first = await pg_clean.connect()
+    await first.begin()
+    try:
+        await record_events(first, [DocumentChange.deleted("alice", "doc_first")])
+
+        async def record(owner: str, doc_id: str) -> None:
+            async with pg_clean.begin() as conn:
+                await record_events(conn, [DocumentChange.deleted(owner, doc_id)])
+
+        second = asyncio.create_task(record("alice", "doc_second"))
+        # Another owner's change commits at once; alice's next one waits for the first's commit,
+        # so it cannot become visible (with its larger id) before the first.
+        await asyncio.wait_for(record("bob", "doc_of_bob"), 5)
+        await asyncio.sleep(0.3)
+        assert not second.done()
+        await first.commit()
+        await asyncio.wait_for(second, 5)
+    finally:
+        await first.close()
+    async with pg_clean.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(DocumentEvent.doc_id)
+                .where(DocumentEvent.owner == "alice")
+                .order_by(DocumentEvent.id)
+            )
+        ).scalars()
+        assert list(rows) == ["doc_first", "doc_second"]

@@ -39,8 +39,9 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 @pytest.fixture
-async def pg_wakeups(pg_url: str, pg_clean: AsyncEngine) -> AsyncIterator[PgWakeups]:
-    wakeups = PgWakeups(pg_url, (EVENTS_CHANNEL, JOBS_CHANNEL))
+async def pg_wakeups(pg_direct_url: str, pg_clean: AsyncEngine) -> AsyncIterator[PgWakeups]:
+    # LISTEN needs a session of its own: the server itself, never through a pooler.
+    wakeups = PgWakeups(pg_direct_url, (EVENTS_CHANNEL, JOBS_CHANNEL))
     await wakeups.start()
     await asyncio.wait_for(wakeups.connected.wait(), 10)
     yield wakeups
@@ -77,10 +78,10 @@ async def collect(frames: AsyncIterator[bytes], into: list[bytes]) -> None:
 
 
 async def test_a_lost_listening_connection_comes_back_and_the_stream_misses_nothing(
-    pg_url: str, pg_clean: AsyncEngine, pg_wakeups: PgWakeups
+    pg_url: str, pg_pooler: bool, pg_clean: AsyncEngine, pg_wakeups: PgWakeups
 ) -> None:
     hub = StreamHub(pg_wakeups, max_streams_per_owner=5)
-    reader = await open_reader(pg_url, pool_size=2)
+    reader = await open_reader(pg_url, pool_size=2, pooler=pg_pooler)
     subscription = hub.subscribe("alice")
     frames: list[bytes] = []
     streaming = asyncio.create_task(
