@@ -1,6 +1,16 @@
 # syntax=docker/dockerfile:1
 # Build: docker build -t upload-service .   Run: see README ("Deploy").
 
+# --- web: the page and the API docs' scripts, built from web/ with its own lock ----------------
+FROM node:20-slim AS web
+WORKDIR /src/web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/build.mjs web/tsconfig.json ./
+COPY web/src ./src
+# Writes /src/upload_service/web_assets (index.html, hashed assets, vendored docs scripts).
+RUN npm run build
+
 # --- build: install the locked dependencies into a virtualenv ----------------------------------
 FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
@@ -14,6 +24,7 @@ RUN pip install --require-hashes -r requirements-bootstrap.lock \
     && pip install --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY upload_service ./upload_service
+COPY --from=web /src/upload_service/web_assets ./upload_service/web_assets
 # Editable, so the code stays at /app beside alembic/ and alembic.ini, where migrations look;
 # built by the locked setuptools, with nothing resolved afresh.
 RUN pip install --no-deps --no-build-isolation -e . \

@@ -7,7 +7,7 @@ LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 BOOTSTRAP_LOCK := requirements-bootstrap.lock
 
-.PHONY: run test lint install install-dev lock stubs
+.PHONY: run test lint install install-dev lock stubs web chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,14 +44,39 @@ install-dev: $(VENV)/.installed-dev $(NODE_CLIENT)/node_modules/.installed
 lock: install-dev
 	$(BIN)/python tools/lock.py $(if $(UPGRADE),--upgrade)
 
+# The web page (web/): npm installs exactly web/package-lock.json, esbuild builds it into
+# upload_service/web_assets/, again only when a source, the build or the lock has changed.
+WEB_ASSETS := upload_service/web_assets/manifest.json
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/package.json web/tsconfig.json
+
+web/node_modules/.installed: web/package-lock.json
+	@command -v npm >/dev/null || { echo "make: npm (Node.js) is needed to build the web page (apt-get install -y nodejs npm)"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_ASSETS): web/node_modules/.installed $(WEB_SOURCES)
+	cd web && npm run --silent build
+
+web: $(WEB_ASSETS)
+
+# The browser tests drive Debian's chromium (never a browser that Playwright downloads).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "make test: the browser tests need Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"; exit 1; \
+	  fi; }
+
 ## Set up and run the service on its embedded default (SQLite, local files, in-process classifier).
-run: install
+run: install web
 	$(BIN)/upload-service serve
 
-## Set up and run the whole test suite (real PostgreSQL, moto's S3 server, a gRPC classifier).
+## Set up and run the whole test suite (real PostgreSQL, moto's S3 server, a gRPC classifier,
+## the web page in a headless chromium).
 # Then the integration tests (and the event streams' real processes) once more through a real
 # PgBouncer in transaction mode, started by the tests themselves (tests/fixtures/pgbouncer.py).
-test: install-dev
+test: install-dev web chromium
 	$(BIN)/pytest
 	@if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then \
 		TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest tests/integration tests/e2e/test_events.py; \

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # Seconds between the comment lines that keep an idle event stream open through proxies.
     events_heartbeat_s: float = Field(default=15.0, gt=0, le=15)
 
+    # The built web page (`make web`); unset: the one built into the package.
+    web_assets_dir: Path | None = None
+
     # Every database connection one process may open, all its pools together.
     db_max_connections: int = Field(default=10, ge=2, le=1000)
 
@@ -225,6 +228,11 @@ class Settings(BaseSettings):
     @property
     def max_file_size_bytes(self) -> int:
         return self.max_file_size_mb * 1024 * 1024
+
+    @property
+    def dev_sign_in_enabled(self) -> bool:
+        """The web page's sign-in by user name: development with the development secret only."""
+        return self.environment == "development" and self.jwt_secret == DEV_JWT_SECRET
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -22,11 +22,18 @@ from upload_service.db.reads import Reader
 from upload_service.documents.doors.tus.context import TusContext
 from upload_service.edge.auth import Principal
 from upload_service.edge.rate_limits import LimitKind, RateLimits
-from upload_service.errors import Forbidden, NotFound, RateLimited, Unauthenticated
+from upload_service.errors import (
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+    WebPageNotBuilt,
+)
 from upload_service.events.hub import StreamHub
 from upload_service.lifespan import Resources
 from upload_service.middleware.asgi import stamp_response
 from upload_service.middleware.early_auth import PRINCIPAL_STATE_KEY
+from upload_service.page.assets import WebAssets
 from upload_service.storage.base import Storage
 from upload_service.storage.direct import DirectUploads
 
@@ -139,8 +146,17 @@ async def get_hub(request: Request) -> StreamHub:
     return hub
 
 
+async def get_web_assets(request: Request) -> WebAssets:
+    """The built web page; 503 saying how to build it when it is not."""
+    assets = _resources(request).web_assets
+    if assets is None:
+        raise WebPageNotBuilt()
+    return assets
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 DirectUploadsDep = Annotated[DirectUploads, Depends(get_direct_uploads)]
+WebAssetsDep = Annotated[WebAssets, Depends(get_web_assets)]
 HubDep = Annotated[StreamHub, Depends(get_hub)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 # scope="function": commit before the response is sent, so a 2xx means the data is durable.

@@ -231,6 +231,16 @@ class ServiceUnavailable(UploadServiceError):
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})
 
 
+class WebPageNotBuilt(ServiceUnavailable):
+    """The web page's assets are missing: the API works, the page needs `make web`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The web page is not built: run `make web` (npm ci and npm run build in web/)",
+            retry_after_s=60,
+        )
+
+
 class StorageUnavailable(ServiceUnavailable):
     default_message = "Storage is unavailable; try again shortly"
 

@@ -30,6 +30,7 @@ from upload_service.events.hub import StreamHub
 from upload_service.events.outbox import EVENTS_CHANNEL, JOBS_CHANNEL
 from upload_service.events.wakeups import Wakeups, create_wakeups
 from upload_service.jobs.worker import Worker
+from upload_service.page.assets import WebAssets, load_web_assets
 from upload_service.runtime.allocator import map_large_buffers
 from upload_service.runtime.termination import on_termination
 from upload_service.storage.base import Storage
@@ -64,6 +65,8 @@ class Resources:
     tus_checks: RunningChecks = field(default_factory=RunningChecks)
     wakeups: Wakeups | None = None
     hub: StreamHub | None = None
+    # The built web page, or None when it has not been built (`/` then says how).
+    web_assets: WebAssets | None = None
     shutting_down: bool = False
     closed: list[str] = field(default_factory=list)
 
@@ -158,6 +161,12 @@ async def open_resources(
         on_close("classifier", res.classifier.aclose)
 
         res.verifier = TokenVerifier(settings, res.http)
+
+        res.web_assets = load_web_assets(
+            settings.web_assets_dir, dev_sign_in=settings.dev_sign_in_enabled
+        )
+        if res.web_assets is None:
+            logger.warning("the web page is not built: `/` answers 503 until `make web` runs")
 
         res.rate_limits = RateLimits(settings)
         on_close("rate_limits", res.rate_limits.aclose)

@@ -8,12 +8,14 @@ from fastapi import FastAPI
 
 import upload_service
 from upload_service.api import (
+    dev_token,
     direct_uploads,
     documents,
     events,
     health,
     internal,
     metrics,
+    page,
     processing,
     tus,
 )
@@ -36,6 +38,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=route_operation_id,
         lifespan=lifespan_for(settings),
         middleware=middleware_stack(settings),
+        # /docs and /redoc come from `api/page.py`, their scripts served here, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_exception_handlers(app)
     install_openapi(app)
@@ -50,6 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tus.router)
     app.include_router(events.router)
     app.include_router(internal.router)
+    app.include_router(page.router)
+    if settings.dev_sign_in_enabled:
+        app.include_router(dev_token.router)
     return app
 
 

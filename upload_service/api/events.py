@@ -34,10 +34,11 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get(
     "/v1/events",
-    status_code=200,
     operation_id="stream_events",
     summary="Stream the caller's document changes (Server-Sent Events)",
     response_class=EventStreamResponse,
+    # EventStreamResponse takes no status_code: FastAPI needs it named to document the route.
+    status_code=200,
     responses=STREAM_RESPONSES,
 )
 async def stream_events(

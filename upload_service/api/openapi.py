@@ -27,6 +27,9 @@ from upload_service.middleware.early_auth import PUBLIC_PATHS
 TITLE = "Upload Service API"
 SECURITY_SCHEME = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 NOT_PUBLIC = ("/internal/", "/health", "/readiness", "/metrics")
+# Routes in neither document, not even the internal one: the web page, its assets, the API
+# docs' own pages, and the development sign-in. They are no part of the API a client calls.
+UNDOCUMENTED = "undocumented"
 _REF = "#/components/schemas/{model}"
 _PATH_PARAM = re.compile(r"\{[^}]+\}")
 
@@ -297,11 +300,12 @@ def public_routes(routes: Sequence[BaseRoute]) -> list[RouteContext]:
 
 
 def all_routes(routes: Sequence[BaseRoute]) -> list[RouteContext]:
-    """Every API route, hidden ones included."""
+    """Every API route, hidden ones included (but not the undocumented ones)."""
     return [
         _ShownRoute(**{f.name: getattr(context, f.name) for f in fields(context)})
         for context in iter_route_contexts(routes)
         if isinstance(context.original_route, APIRoute)
+        and UNDOCUMENTED not in context.original_route.tags
     ]
 
 

@@ -71,3 +71,19 @@ class ValidationErrorBody(ErrorBody):
     )
 
     errors: list[FieldError]
+
+
+class DevTokenIn(BaseModel):
+    """Who to sign in as, in development (`POST /v1/dev/token`)."""
+
+    user: str = Field(
+        min_length=1, max_length=255, pattern=r"^[A-Za-z0-9._@-]+$", examples=["alice"]
+    )
+
+
+class DevTokenOut(BaseModel):
+    """A development token signed with the development secret."""
+
+    access_token: str
+    token_type: str = Field(default="bearer", examples=["bearer"])
+    expires_in: int = Field(examples=[43200])

@@ -25,10 +25,16 @@ PUBLIC_PATHS = frozenset(
         "/docs",
         "/docs/oauth2-redirect",
         "/redoc",
+        # The web page signs in inside the browser: the page itself is public.
+        "/",
     }
 )
+# The page's scripts, styles and the API docs' vendored files.
+PUBLIC_PREFIXES = ("/assets/",)
 # Public for one method only: tus clients ask what the server speaks before they sign in.
 PUBLIC_REQUESTS = frozenset({("OPTIONS", "/v1/uploads/tus")})
+# The development sign-in mints a token for whoever asks: public, and only where it exists.
+DEV_TOKEN_REQUEST = ("POST", "/v1/dev/token")
 # Where the verified caller waits for `get_current_user`.
 PRINCIPAL_STATE_KEY = "principal"
 
@@ -39,16 +45,19 @@ class EarlyAuthMiddleware:
         app: ASGIApp,
         public_paths: frozenset[str] = PUBLIC_PATHS,
         public_requests: frozenset[tuple[str, str]] = PUBLIC_REQUESTS,
+        public_prefixes: tuple[str, ...] = PUBLIC_PREFIXES,
     ) -> None:
         self.app = app
         self.public_paths = public_paths
         self.public_requests = public_requests
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
             or scope["path"] in self.public_paths
             or (scope["method"], scope["path"]) in self.public_requests
+            or scope["path"].startswith(self.public_prefixes)
         ):
             await self.app(scope, receive, send)
             return

@@ -10,7 +10,11 @@ from upload_service.middleware.catch_all import CatchAllMiddleware
 from upload_service.middleware.compression import CompressionMiddleware
 from upload_service.middleware.correlation import CorrelationIdMiddleware
 from upload_service.middleware.cors import CorsMiddleware
-from upload_service.middleware.early_auth import EarlyAuthMiddleware
+from upload_service.middleware.early_auth import (
+    DEV_TOKEN_REQUEST,
+    PUBLIC_REQUESTS,
+    EarlyAuthMiddleware,
+)
 from upload_service.middleware.observe import ObserveMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
@@ -48,6 +52,13 @@ NEVER_COMPRESSED = (
     "application/octet-stream",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
 )
+
+
+def public_requests(settings: Settings) -> frozenset[tuple[str, str]]:
+    """Requests that need no token: the development sign-in's only where that route exists."""
+    if settings.dev_sign_in_enabled:
+        return PUBLIC_REQUESTS | {DEV_TOKEN_REQUEST}
+    return PUBLIC_REQUESTS
 
 
 def middleware_stack(settings: Settings) -> list[Middleware]:
@@ -98,7 +109,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
         ),
         Middleware(TusHeadersMiddleware),
         Middleware(CatchAllMiddleware),
-        Middleware(EarlyAuthMiddleware),
+        Middleware(EarlyAuthMiddleware, public_requests=public_requests(settings)),
         Middleware(TusVersionMiddleware),
         Middleware(
             CompressionMiddleware,

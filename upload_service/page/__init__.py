@@ -1,0 +1,1 @@
+"""The web page's built assets (from `web/`, by `make web`), as the service serves them."""
