@@ -81,7 +81,7 @@ async def test_recording_an_upload_expired_meanwhile_rolls_back_and_leaves_no_ob
             owner="user-a",
             idempotency_key=None,
             settings=make_settings(),
-            extra=mark_completed("dup_01HN3K8V2NKDQ7HTXJFR9CPWK0"),
+            also=mark_completed("dup_01HN3K8V2NKDQ7HTXJFR9CPWK0"),
         )
     assert await count_rows(pg_clean, Document) == 0
     assert not await storage.exists(key)
