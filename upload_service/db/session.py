@@ -81,6 +81,10 @@ def create_engine(
     (`pooler_connect_args`).
     """
     if database_url.startswith("sqlite"):
+        # Every transaction ends in its `Connection` (commit, or the rollback its close does), so
+        # the pool's own rollback on checkin only ever rolls back nothing, and costs aiosqlite a
+        # thread hop per statement's session. asyncpg skips it by itself (no transaction open).
+        options.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(
             database_url,
             echo=echo,

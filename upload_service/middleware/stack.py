@@ -19,6 +19,7 @@ from upload_service.middleware.observe import ObserveMiddleware
 from upload_service.middleware.request_id import RequestIdMiddleware
 from upload_service.middleware.timing import TimingMiddleware
 from upload_service.middleware.tus import TusHeadersMiddleware, TusVersionMiddleware
+from upload_service.middleware.unread_body import CloseOnUnreadBodyMiddleware
 
 EXPOSED_HEADERS = [
     "X-Request-ID",
@@ -66,7 +67,9 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
 
     Request id comes first: it installs the one `send` wrapper that applies every header a layer
     or a dependency stamps (request id, process time, correlation id, rate-limit figures), so
-    every response, errors included, carries them. Timing and correlation follow; observation
+    every response, errors included, carries them. An answer given before the body was read
+    closes the connection (so the client stops sending it), whoever gave it. Timing and
+    correlation follow; observation
     (the access line and the request metrics, from one measurement) comes next, so its lines
     carry both ids and it sees every answer, early 401 and 500 included; CORS wraps the
     catch-all and early auth, so a 401 or a 500 to an allowed origin carries CORS headers
@@ -78,6 +81,7 @@ def middleware_stack(settings: Settings) -> list[Middleware]:
     """
     return [
         Middleware(RequestIdMiddleware),
+        Middleware(CloseOnUnreadBodyMiddleware),
         Middleware(TimingMiddleware),
         Middleware(CorrelationIdMiddleware),
         Middleware(ObserveMiddleware, slow_request_ms=settings.slow_request_ms),

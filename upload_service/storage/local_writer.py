@@ -94,12 +94,17 @@ class BatchedFileWriter:
         await self._wait_for_pending()
         if not self._chunks:
             return
+        self._pending = self._hand_over(self._write_batch)
+
+    def _hand_over(self, write: Callable[[list[bytes], int], T]) -> asyncio.Future[T]:
+        # The buffer goes to a thread that runs `write(batch, size)`; the batch is paid back
+        # once the thread is done with it, written or not.
         batch, size = self._chunks, self._buffered
         self._chunks, self._buffered = [], 0
         held = self._reservation.take()
-        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_batch, batch, size))
-        # Paid back once the thread is done with the batch, written or not.
-        self._pending.add_done_callback(lambda _: held.release())
+        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(write, batch, size))
+        task.add_done_callback(lambda _: held.release())
+        return task
 
     async def _wait_for_pending(self) -> None:
         pending = self._pending

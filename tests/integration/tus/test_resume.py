@@ -136,3 +136,47 @@ def test_the_lock_of_a_cut_connection_is_let_go_at_once_not_when_it_lapses(
         time.sleep(0.1)
     assert statuses[-1] == 204, statuses
     assert time.monotonic() - started < LEASE_S / 2, "the lease was waited out, not released"
+
+
+def answer_without_sending_the_body(
+    server: LiveServer, token: str, location: str, offset: int
+) -> tuple[bytes, bool]:
+    """Send a PATCH's headers (declaring 8 MiB) and none of its body: the answer's head, and
+    whether the server then hung up (within a bounded wait)."""
+    head = (
+        f"PATCH {location} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Tus-Resumable: 1.0.0\r\nContent-Type: {OFFSET_STREAM}\r\nUpload-Offset: {offset}\r\n"
+        f"Content-Length: {8 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    received = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                return received, False  # Still open: the server waits for the body.
+            if not data:
+                return received, True
+            received += data
+    return received, False
+
+
+def test_a_patch_refused_before_its_body_closes_the_connection_so_the_body_is_not_sent(
+    server: LiveServer, make_token: MakeToken
+) -> None:
+    token = make_token("user-a")
+    auth = {"Authorization": f"Bearer {token}"}
+    location = create(server, auth)
+    answer, hung_up = answer_without_sending_the_body(server, token, location, 1000)
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 409"), answer
+    assert b"\r\nconnection: close" in head
+    assert hung_up, "the server kept the connection to read a body nobody needs"
+    # A PATCH whose body was read keeps its connection for the next one.
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        headers = {**auth, **TUS, "Content-Type": OFFSET_STREAM, "Upload-Offset": "0"}
+        saved = client.patch(location, content=CONTENT[:1000], headers=headers)
+        assert saved.status_code == 204, saved.text
+        assert "connection" not in saved.headers

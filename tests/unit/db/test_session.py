@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as SATimeoutError
 
 from upload_service.db.session import POOL_TIMEOUT_S, ConnectionShares, create_engine
@@ -43,5 +45,26 @@ async def test_an_sqlite_pool_holds_its_share_and_never_more(tmp_path: Path) -> 
                 async with engine.connect():
                     pass
             assert time.monotonic() - started == pytest.approx(POOL_TIMEOUT_S, abs=1.5)
+    finally:
+        await engine.dispose()
+
+
+async def test_an_sqlite_connection_goes_back_to_the_pool_without_a_rollback_of_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each rollback is a thread hop on aiosqlite; the session's commit already ended the
+    # transaction, and a connection closed inside one rolls it back itself.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'reset.db'}", echo_pool="debug")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="sqlalchemy.pool"):
+            async with engine.connect() as conn:
+                await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+                await conn.commit()
+            async with engine.connect() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (1)"))  # left open: rolled back
+            async with engine.connect() as conn:
+                rows = (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one()
+        assert rows == 0
+        assert not [r for r in caplog.records if "rollback-on-return" in r.getMessage()]
     finally:
         await engine.dispose()
