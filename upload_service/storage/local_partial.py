@@ -133,6 +133,10 @@ class LocalPartialObjects:
                 if size > offset:
                     os.ftruncate(fd, offset)  # Bytes an earlier request wrote but never saved.
                 os.lseek(fd, offset, os.SEEK_SET)
+                if offset == 0:
+                    # A new file's name is durable only once its directory is: without this a
+                    # power loss could drop a file whose first bytes were already counted.
+                    fsync_directory(path.parent)
             except BaseException:
                 os.close(fd)
                 raise
