@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -88,11 +89,17 @@ def test_two_workers_sharing_redis_enforce_one_upload_budget(
             conn.connect()
             assert conn.sock is not None
             client_port = conn.sock.getsockname()[1]
+            # Asked before the request is sent: a refusal that comes before the body is read
+            # closes the connection at once, so after the answer no worker holds the socket.
+            pid = None
+            for _ in range(100):  # The worker accepts within moments; bounded at 5 s.
+                pid = serving_worker(server.port, client_port, workers)
+                if pid is not None:
+                    break
+                time.sleep(0.05)
             conn.request("POST", "/v1/documents", body=body, headers=headers)
             response = conn.getresponse()
             response.read()
-            # Asked while the connection is open, so the worker still holds its socket.
-            pid = serving_worker(server.port, client_port, workers)
             return pid, response.status, response.getheader("X-RateLimit-Remaining")
         finally:
             conn.close()
