@@ -28,12 +28,15 @@ SENT_BEFORE_CUT = 1024 * 1024
 
 @pytest.fixture
 def server(
-    live_server: Callable[..., LiveServer], pg_clean: AsyncEngine, pg_url: str, tmp_path: Path
+    live_server: Callable[..., LiveServer],
+    pg_clean: AsyncEngine,
+    database_env: dict[str, str],
+    tmp_path: Path,
 ) -> LiveServer:
     return live_server(
         {
             "ENVIRONMENT": "test",
-            "DATABASE_URL": pg_url,
+            **database_env,  # Through PgBouncer in that pass, with the direct LISTEN connection.
             "LOCAL_STORAGE_DIR": str(tmp_path / "storage"),
             "JWT_SECRET": TEST_SECRET,
             "WORKER_ENABLED": "false",
