@@ -91,6 +91,7 @@ async function json<T>(response: Response): Promise<T> {
 export interface DirectProgress {
   progress(sent: number, total: number): void;
   resumedFrom(bytes: number): void;
+  completing(): void;
 }
 
 /** One file's direct upload; `run` again after `pause` continues it. */
@@ -136,6 +137,7 @@ export class DirectUpload {
       const open = upload.state === undefined || upload.state === "pending";
       if (open && upload.method === "post") await this.post(upload);
       else if (open) await this.sendParts(upload);
+      this.report.completing();
       try {
         await this.service("POST", `${ENDPOINT}/${upload.upload_id}/complete`);
         this.forget();

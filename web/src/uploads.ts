@@ -109,6 +109,11 @@ class UploadRow {
         resumedFrom: (bytes) => {
           this.element.dataset.resumedFrom = String(bytes);
         },
+        // The service verifies the bytes in S3 before it records them: for a large file, a while.
+        completing: () => {
+          this.progress.value = 100;
+          this.status.textContent = "Sent: the service is checking it…";
+        },
       });
       this.element.dataset.route = "direct";
       await this.runDirect();
@@ -170,6 +175,8 @@ class UploadRow {
   }
 
   private showProgress(sent: number, total: number): void {
+    // Requests being cut off by a pause or a cancel still report: the row keeps saying so.
+    if (this.paused || this.element.dataset.state !== "uploading") return;
     // Speed over about the last second of progress events (from the first one, before that).
     const now = performance.now();
     this.samples.push({ at: now, bytes: sent });

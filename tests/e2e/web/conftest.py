@@ -27,3 +27,33 @@ def page_server(
             "LOG_LEVEL": "WARNING",
         }
     )
+
+
+def s3_page_settings(pg_url: str, moto_server: str, bucket: str) -> dict[str, str]:
+    """The page's server on S3 (moto): direct uploads offered unless the test says otherwise.
+
+    Files over 1 MiB go as multipart uploads (whose parts are 8 MiB, S3's minimum being 5)."""
+    return {
+        "ENVIRONMENT": "development",
+        "DATABASE_URL": pg_url,
+        "STORAGE_BACKEND": "s3",
+        "S3_BUCKET": bucket,
+        "S3_ENDPOINT_URL": moto_server,
+        "S3_REGION": "us-east-1",
+        "DIRECT_SINGLE_MAX_MB": "1",
+        "WORKER_ENABLED": "true",
+        "CLASSIFIER_TARGET": "",
+        "NOTIFICATION_URL": "",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def direct_page_server(
+    live_server: Callable[..., LiveServer],
+    pg_url: str,
+    pg_clean: object,
+    moto_server: str,
+    s3_bucket: str,
+) -> LiveServer:
+    return live_server(s3_page_settings(pg_url, moto_server, s3_bucket))
