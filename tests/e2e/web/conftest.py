@@ -1,14 +1,16 @@
 """A real server process for the browser tests: development settings (so the page offers the
-development sign-in), the run's PostgreSQL, local files, the in-process classifier and worker."""
+development sign-in), the run's PostgreSQL, local files (or S3 on moto), the in-process
+classifier and worker."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.app import LiveServer
+from tests.fixtures.s3 import running_moto
 
 
 @pytest.fixture
@@ -57,3 +59,15 @@ def direct_page_server(
     s3_bucket: str,
 ) -> LiveServer:
     return live_server(s3_page_settings(pg_url, moto_server, s3_bucket))
+
+
+@pytest.fixture(scope="session")
+def strict_cors_moto_server(
+    aws_credentials: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A moto S3 server that answers browsers by each bucket's CORS rules alone, as S3 does
+    (the shared one allows every origin everything)."""
+    with running_moto(
+        tmp_path_factory.mktemp("moto-cors"), {"MOTO_DISABLE_GLOBAL_CORS": "true"}
+    ) as endpoint:
+        yield endpoint

@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import re
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 from mypy_boto3_s3 import S3Client
@@ -36,6 +39,7 @@ pytestmark = pytest.mark.e2e
 MIB = 1024 * 1024
 PART = 8 * MIB  # The service's part size (documents/doors/direct/declare.py).
 TOKEN = "sessionStorage.getItem('upload-service.token')"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def large_pdf(tmp_path: Path, name: str) -> tuple[Path, bytes]:
@@ -85,6 +89,15 @@ def classify_jobs(database_url: str, doc_ids: list[str]) -> dict[str, int]:
             await engine.dispose()
 
     return asyncio.run(count())
+
+
+def readme_cors_rule(origin: str) -> dict[str, object]:
+    """The bucket CORS configuration README.md tells operators to set, for `origin`."""
+    found = re.search(r"```json\s*(\{\s*\"CORSRules\".*?)```", README.read_text(), re.DOTALL)
+    assert found, "README.md documents no bucket CORS configuration"
+    configuration: dict[str, list[dict[str, object]]] = json.loads(found.group(1))
+    [rule] = configuration["CORSRules"]
+    return {"CORSRules": [{**rule, "AllowedOrigins": [origin]}]}
 
 
 def part_number(url: str) -> int:
@@ -326,3 +339,49 @@ def test_with_direct_uploads_off_the_page_uses_tus_alone(
         )
     assert [u for _, u in to_service if "/v1/uploads/direct" in u] == []
     assert [u for m, u in to_service if m == "POST" and u.endswith("/v1/uploads/tus")] != []
+
+
+def test_the_readme_bucket_cors_rule_is_what_the_page_needs_and_without_one_tus_takes_over(
+    live_server: Callable[..., LiveServer],
+    pg_url: str,
+    pg_clean: object,
+    strict_cors_moto_server: str,
+    tmp_path: Path,
+) -> None:
+    s3 = boto3.session.Session().client(
+        "s3", endpoint_url=strict_cors_moto_server, region_name="us-east-1"
+    )
+    bucket = f"test-{uuid.uuid4().hex[:20]}"
+    s3.create_bucket(Bucket=bucket)
+    server = live_server(s3_page_settings(pg_url, strict_cors_moto_server, bucket))
+    s3.put_bucket_cors(Bucket=bucket, CORSConfiguration=readme_cors_rule(server.url))  # type: ignore[arg-type]
+    large, _content = large_pdf(tmp_path, "ruled.pdf")
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        to_s3 = requests_to(page, strict_cors_moto_server)
+        sign_in_by_keyboard(page, server, "iris")
+        # Multipart only: moto answers a presigned POST without the CORS headers its rule gives
+        # (S3 sends them), so the browser could not read the answer. The POST is tested above.
+        page.locator("#file-input").set_input_files(str(large))
+        row = page.locator('li.upload[data-filename="ruled.pdf"]')
+        expect(row).to_have_attribute("data-state", "done", timeout=60_000)
+        assert row.get_attribute("data-route") == "direct"
+        expect(document_row(page, "ruled.pdf")).to_have_attribute(
+            "data-status", "complete", timeout=30_000
+        )
+        sent = [part_number(url) for method, url in to_s3 if method == "PUT"]
+        assert sorted(sent) == [1, 2]
+
+        # A bucket with no CORS rule: the browser may not send to it, and tus takes the file.
+        s3.delete_bucket_cors(Bucket=bucket)
+        page.reload()
+        expect(page.locator("#live")).to_have_text("Live", timeout=5000)
+        unruled_file, _content = large_pdf(tmp_path, "unruled.pdf")
+        page.locator("#file-input").set_input_files(str(unruled_file))
+        unruled = page.locator('li.upload[data-filename="unruled.pdf"]')
+        expect(unruled).to_have_attribute("data-route", "tus", timeout=10_000)
+        expect(document_row(page, "unruled.pdf")).to_have_attribute(
+            "data-status", "complete", timeout=60_000
+        )
+        screenshot(page, "20-no-bucket-cors-rule-tus")
+    s3.close()
