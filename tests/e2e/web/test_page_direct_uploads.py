@@ -18,6 +18,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -70,25 +71,34 @@ def documents_by_name(server: LiveServer, token: str) -> dict[str, dict[str, obj
     return {document["filename"]: document for document in listed.json()["items"]}
 
 
-def classify_jobs(database_url: str, doc_ids: list[str]) -> dict[str, int]:
-    """How many classify jobs each document has, read from the database."""
+def run_sql(
+    database_url: str, statement: str, params: dict[str, object]
+) -> list[tuple[object, ...]]:
+    """Run one statement on the database (committed); its rows, if it returns any."""
 
-    async def count() -> dict[str, int]:
+    async def run() -> list[tuple[object, ...]]:
         engine = create_async_engine(database_url)
         try:
-            async with engine.connect() as conn:
-                rows = await conn.execute(
-                    text(
-                        "SELECT doc_id, count(*) FROM jobs WHERE kind = 'classify'"
-                        " AND doc_id = ANY(:ids) GROUP BY doc_id"
-                    ),
-                    {"ids": doc_ids},
-                )
-                return {doc_id: int(n) for doc_id, n in rows.all()}
+            async with engine.begin() as conn:
+                result = await conn.execute(text(statement), params)
+                return [tuple(row) for row in result.all()] if result.returns_rows else []
         finally:
             await engine.dispose()
 
-    return asyncio.run(count())
+    # A thread of its own: Playwright's sync API keeps an event loop running in this one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(run())).result()
+
+
+def classify_jobs(database_url: str, doc_ids: list[str]) -> dict[str, int]:
+    """How many classify jobs each document has, read from the database."""
+    rows = run_sql(
+        database_url,
+        "SELECT doc_id, count(*) FROM jobs WHERE kind = 'classify' AND doc_id = ANY(:ids)"
+        " GROUP BY doc_id",
+        {"ids": doc_ids},
+    )
+    return {str(doc_id): int(str(n)) for doc_id, n in rows}
 
 
 def readme_cors_rule(origin: str) -> dict[str, object]:
@@ -154,6 +164,11 @@ def test_small_and_multipart_files_go_straight_to_s3_and_a_disguised_one_is_refu
         big = page.locator('li.upload[data-filename="too-big.pdf"]')
         expect(big).to_have_attribute("data-state", "refused", timeout=20_000)
         expect(big.locator(".status")).to_contain_text(re.compile(r"limit|large|exceed", re.I))
+        # A type the service does not take: refused at the declaration (422).
+        drop(page, ("notes.txt", "text/plain", b"just some notes"))
+        notes = page.locator('li.upload[data-filename="notes.txt"]')
+        expect(notes).to_have_attribute("data-state", "refused", timeout=20_000)
+        expect(notes.locator(".status")).to_contain_text(".txt")
         screenshot(page, "15-direct-refused")
         assert serious_accessibility_violations(page) == []
         expect(page.locator("#unfinished")).to_be_hidden()  # Nothing left to resume.
@@ -166,7 +181,8 @@ def test_small_and_multipart_files_go_straight_to_s3_and_a_disguised_one_is_refu
     assert puts == [1, 2]  # large.pdf's two parts, each once
     assert all(s3_bucket in url for _, url in sent)
     assert not [url for _, url in to_service if "/v1/uploads/tus" in url]
-    assert len([u for m, u in to_service if m == "POST" and u.endswith("/direct")]) == 4
+    declared = [u for m, u in to_service if m == "POST" and u.endswith("/direct")]
+    assert len(declared) == 5  # every file, the refused ones included
 
     documents = documents_by_name(direct_page_server, token)
     assert set(documents) == {"invoice.pdf", "large.pdf"}
@@ -263,6 +279,54 @@ def test_a_paused_upload_resumes_after_a_reload_from_the_parts_s3_holds_and_canc
             with contextlib.suppress(Error):
                 route.abort()
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_an_upload_that_expired_meanwhile_starts_over(
+    direct_page_server: LiveServer, moto_server: str, pg_direct_url: str, tmp_path: Path
+) -> None:
+    large, content = large_pdf(tmp_path, "late.pdf")
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        sign_in_by_keyboard(page, direct_page_server, "jane")
+        held: list[Route] = []
+
+        def hold_all_parts(route: Route) -> None:
+            if route.request.method == "PUT":
+                held.append(route)
+                return
+            route.continue_()
+
+        page.route(f"{moto_server}/**", hold_all_parts)
+        page.locator("#file-input").set_input_files(str(large))
+        wait_until(page, lambda: len(held) >= 1)
+        page.reload()
+        page.unroute(f"{moto_server}/**")
+        for route in held:
+            with contextlib.suppress(Error):
+                route.abort()
+        expect(page.locator("#unfinished")).to_contain_text("late.pdf")
+
+        # Past its URLs' lifetime and grace (what the janitor expires): the service answers 410.
+        [(first_id,)] = run_sql(
+            pg_direct_url,
+            "UPDATE direct_uploads SET expires_at = now() - interval '1 day' RETURNING id",
+            {},
+        )
+        to_service = requests_to(page, f"{direct_page_server.url}/v1/uploads/direct")
+        page.locator("#file-input").set_input_files(str(large))
+        expect(document_row(page, "late.pdf")).to_have_attribute(
+            "data-status", "complete", timeout=60_000
+        )
+        token = page.evaluate(TOKEN)
+    # It asked after the old upload (410), then declared a new one and completed that.
+    asked = [(m, u.rsplit("/v1/uploads/direct", 1)[1]) for m, u in to_service]
+    assert asked[0] == ("GET", f"/{first_id}")
+    assert asked[1] == ("POST", "")
+    assert asked[-1][0] == "POST"
+    assert asked[-1][1].endswith("/complete")
+    assert f"/{first_id}" not in asked[-1][1]
+    documents = documents_by_name(direct_page_server, token)
+    assert documents["late.pdf"]["sha256"] == hashlib.sha256(content).hexdigest()
 
 
 def test_files_go_by_tus_when_s3_is_out_of_reach_or_the_service_declines(
