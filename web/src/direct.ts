@@ -338,9 +338,9 @@ export class DirectUpload {
       init.body = JSON.stringify(body);
       init.headers = { "Content-Type": "application/json" };
     }
-    const response = await call(this.session, path, init);
-    if (this.stopped && method !== "DELETE") throw new Stopped();
-    return response;
+    // A pause does not cut the service's answers short: what it declared is kept for the resume,
+    // and the next request to S3 stops (`transmit`).
+    return call(this.session, path, init);
   }
 
   /** Send `body` to S3; its HTTP status, or 0 when there was no answer the page may read. */

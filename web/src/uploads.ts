@@ -227,6 +227,7 @@ class UploadRow {
   }
 
   private succeeded(): void {
+    if (this.element.dataset.state === "cancelled") return; // Too late for the cancel to stop it.
     this.progress.value = 100;
     this.element.dataset.state = "done";
     this.status.textContent = "Uploaded: now in My documents";
@@ -237,6 +238,7 @@ class UploadRow {
   }
 
   private failed(message: string, final: boolean): void {
+    if (this.element.dataset.state === "cancelled") return;
     this.element.dataset.state = "refused";
     this.progress.hidden = true;
     if (final) this.direct?.forget();
