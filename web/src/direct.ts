@@ -7,7 +7,9 @@
 // parts S3 holds (the service lists them: the page never reads S3's ETag header, which S3 only
 // exposes cross-origin when its CORS rule says so). `complete` is sent without a parts list: the
 // service takes them from S3 itself. XMLHttpRequest, not fetch, because only it reports upload
-// progress. The Bearer token goes to the service only, never to S3.
+// progress. The Bearer token goes to the service only, never to S3. No sha256 is declared: the
+// browser has no streaming digest, a large file is never read whole into memory to hash it, and
+// the service computes the whole file's sha256 before it records the document.
 
 import { ApiError, call } from "./api";
 import type { Session } from "./session";

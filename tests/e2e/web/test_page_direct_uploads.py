@@ -281,6 +281,48 @@ def test_a_paused_upload_resumes_after_a_reload_from_the_parts_s3_holds_and_canc
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
 
+def test_pause_and_resume_in_the_page_sends_only_the_parts_s3_lacks(
+    direct_page_server: LiveServer, moto_server: str, tmp_path: Path
+) -> None:
+    large, content = large_pdf(tmp_path, "again.pdf")
+    with chromium(tmp_path / "profile") as browser:
+        page = browser.new_page()
+        sign_in_by_keyboard(page, direct_page_server, "kim")
+        held: list[Route] = []
+        stored: list[int] = []
+
+        def hold_after_part_one(route: Route) -> None:
+            if route.request.method == "PUT" and part_number(route.request.url) != 1:
+                held.append(route)
+                return
+            route.continue_()
+
+        page.on(
+            "response",
+            lambda r: (
+                stored.append(part_number(r.url))
+                if r.request.method == "PUT" and r.url.startswith(moto_server) and r.status == 200
+                else None
+            ),
+        )
+        page.route(f"{moto_server}/**", hold_after_part_one)
+        page.locator("#file-input").set_input_files(str(large))
+        upload = page.locator('li.upload[data-filename="again.pdf"]')
+        wait_until(page, lambda: stored == [1] and len(held) == 1)
+        upload.get_by_role("button", name="Pause again.pdf").click()
+        expect(upload).to_have_attribute("data-state", "paused")
+        page.unroute(f"{moto_server}/**")
+        for route in held:
+            with contextlib.suppress(Error):
+                route.abort()
+        upload.get_by_role("button", name="Resume again.pdf").click()
+        expect(upload).to_have_attribute("data-state", "done", timeout=60_000)
+        assert stored == [1, 2]  # Part 1 was not sent again.
+        token = page.evaluate(TOKEN)
+    document = documents_by_name(direct_page_server, token)["again.pdf"]
+    assert document["sha256"] == hashlib.sha256(content).hexdigest()
+
+
 def test_an_upload_that_expired_meanwhile_starts_over(
     direct_page_server: LiveServer, moto_server: str, pg_direct_url: str, tmp_path: Path
 ) -> None:
