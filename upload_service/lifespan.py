@@ -163,7 +163,10 @@ async def open_resources(
         res.verifier = TokenVerifier(settings, res.http)
 
         res.web_assets = load_web_assets(
-            settings.web_assets_dir, dev_sign_in=settings.dev_sign_in_enabled
+            settings.web_assets_dir,
+            dev_sign_in=settings.dev_sign_in_enabled,
+            # The same switch that mounts `/v1/uploads/direct` (main.py).
+            direct_uploads=settings.direct_uploads_enabled,
         )
         if res.web_assets is None:
             logger.warning("the web page is not built: `/` answers 503 until `make web` runs")

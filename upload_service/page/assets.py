@@ -18,6 +18,10 @@ BUILD_HINT = "The web page is not built: run `make web` (npm ci and npm run buil
 # What index.html says about the development sign-in; the service turns it on where it exists.
 _DEV_SIGN_IN_OFF = b'<meta name="dev-sign-in" content="off" />'
 _DEV_SIGN_IN_ON = b'<meta name="dev-sign-in" content="on" />'
+# Whether the page may send files straight to S3 (`/v1/uploads/direct` exists): said in the page
+# itself, so it knows before its first upload without a request that fails where it does not.
+_DIRECT_UPLOADS_OFF = b'<meta name="direct-uploads" content="off" />'
+_DIRECT_UPLOADS_ON = b'<meta name="direct-uploads" content="on" />'
 # Asset paths are the build's own names: letters, digits, dots, dashes and folders, no `..`.
 _ASSET_PATH = re.compile(r"^(?:[A-Za-z0-9_@-][A-Za-z0-9_.@-]*/)*[A-Za-z0-9_@-][A-Za-z0-9_.@-]*$")
 
@@ -46,8 +50,13 @@ class WebAssets:
         return candidate if candidate.is_file() else None
 
 
-def load_web_assets(directory: Path | None, *, dev_sign_in: bool) -> WebAssets | None:
-    """The assets built into `directory` (the packaged ones when None), or None if not built."""
+def load_web_assets(
+    directory: Path | None, *, dev_sign_in: bool, direct_uploads: bool = False
+) -> WebAssets | None:
+    """The assets built into `directory` (the packaged ones when None), or None if not built.
+
+    `dev_sign_in` and `direct_uploads` switch on what the page offers only where it exists.
+    """
     root = directory if directory is not None else PACKAGED_DIR
     try:
         index = (root / "index.html").read_bytes()
@@ -56,6 +65,8 @@ def load_web_assets(directory: Path | None, *, dev_sign_in: bool) -> WebAssets |
         return None
     if dev_sign_in:
         index = index.replace(_DEV_SIGN_IN_OFF, _DEV_SIGN_IN_ON)
+    if direct_uploads:
+        index = index.replace(_DIRECT_UPLOADS_OFF, _DIRECT_UPLOADS_ON)
     docs = DocsAssets(
         swagger_ui_js=manifest["swagger_ui_js"],
         swagger_ui_css=manifest["swagger_ui_css"],

@@ -58,7 +58,8 @@ export function authHeaders(session: Session): Record<string, string> {
   return { Authorization: `Bearer ${session.token}` };
 }
 
-async function call(session: Session, path: string, init: RequestInit = {}): Promise<Response> {
+/** A request to the service with the token; a refusal throws its `ApiError`. */
+export async function call(session: Session, path: string, init: RequestInit = {}): Promise<Response> {
   let response: Response;
   try {
     response = await fetch(path, { ...init, headers: { ...authHeaders(session), ...init.headers } });

@@ -58,8 +58,7 @@ async function showUnfinished(session: Session): Promise<void> {
   const unfinished = await unfinishedUploads(session.user);
   const note = byId("unfinished");
   note.hidden = unfinished.length === 0;
-  const names = unfinished.map((upload) => upload.metadata.filename ?? "a file").join(", ");
-  note.textContent = `Unfinished: ${names}. Drop or choose the same file again to resume where it stopped.`;
+  note.textContent = `Unfinished: ${unfinished.join(", ")}. Drop or choose the same file again to resume where it stopped.`;
 }
 
 let uploadsWired = false;

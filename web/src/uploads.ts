@@ -1,11 +1,17 @@
-// Uploads with tus-js-client: one row per file with its progress, speed, pause/resume, cancel.
+// Uploads: one row per file with its progress, speed, pause/resume, cancel.
 //
-// Resumable across reloads: tus-js-client keeps each upload's URL in localStorage under a
-// fingerprint that names the signed-in user, so a file dropped again after a reload continues
-// at the server's offset, and one user never resumes another's upload.
+// When the service offers direct uploads to S3 (`direct.ts`) a file goes that way, and the tus
+// way (tus-js-client) when it does not, when it declines the declaration, or when S3 cannot be
+// reached from this browser: the file is sent either way, never lost.
+//
+// Resumable across reloads either way: tus-js-client keeps each upload's URL in localStorage
+// under a fingerprint that names the signed-in user (`direct.ts` does the same for its uploads),
+// so a file dropped again after a reload continues where it stopped, and one user never resumes
+// another's upload.
 
 import { DetailedError, Upload, defaultOptions, type PreviousUpload } from "tus-js-client";
-import { errorFromBody } from "./api";
+import { ApiError, errorFromBody } from "./api";
+import { DirectUpload, FallBack, Stopped, directUploadsUsable, unfinishedDirectUploads } from "./direct";
 import { el } from "./dom";
 import { formatBytes, formatSpeed } from "./format";
 import type { Session } from "./session";
@@ -30,14 +36,21 @@ export function uploadErrorMessage(error: Error): string {
   return error.message;
 }
 
-/** Uploads left unfinished by this user in this browser (to be resumed by dropping the file). */
-export async function unfinishedUploads(user: string): Promise<PreviousUpload[]> {
+/** Names of the files this user left unfinished in this browser (resumed by dropping them). */
+export async function unfinishedUploads(user: string): Promise<string[]> {
   const all = await defaultOptions.urlStorage.findAllUploads();
-  return all.filter((upload) =>
+  const tus = all.filter((upload) =>
     (upload as PreviousUpload & { urlStorageKey?: string }).urlStorageKey?.includes(
       `${FINGERPRINT_PREFIX}/${user}/`,
     ),
   );
+  return [...tus.map((upload) => upload.metadata.filename ?? "a file"), ...unfinishedDirectUploads(user)];
+}
+
+/** Whether a failure is final (the service ended the upload): nothing is left to resume then. A
+ * lost connection, a busy upload or a rate limit is not: dropping the file again resumes it. */
+function isFinal(status: number): boolean {
+  return status >= 400 && status < 500 && ![408, 409, 423, 429].includes(status);
 }
 
 /** Drop what this browser remembers of `file`'s upload, so it is not offered for resuming. */
@@ -54,7 +67,9 @@ class UploadRow {
   private readonly status: HTMLElement;
   private readonly pause: HTMLButtonElement;
   private readonly cancel: HTMLButtonElement;
-  private readonly upload: Upload;
+  // The way the file goes: straight to S3 while `direct` is set, else tus.
+  private direct: DirectUpload | null = null;
+  private tus: Upload | null = null;
   private paused = false;
   private samples: { at: number; bytes: number }[] = [];
   private speed = 0;
@@ -62,7 +77,7 @@ class UploadRow {
 
   constructor(
     private readonly file: File,
-    session: Session,
+    private readonly session: Session,
     private readonly onFinished: () => void,
   ) {
     this.user = session.user;
@@ -85,11 +100,55 @@ class UploadRow {
     this.cancel.addEventListener("click", () =>
       this.element.dataset.state === "refused" ? this.element.remove() : void this.abort(),
     );
+  }
 
-    this.upload = new Upload(file, {
+  async start(): Promise<void> {
+    if (directUploadsUsable()) {
+      this.direct = new DirectUpload(this.file, this.session, {
+        progress: (sent, total) => this.showProgress(sent, total),
+        resumedFrom: (bytes) => {
+          this.element.dataset.resumedFrom = String(bytes);
+        },
+        // The service verifies the bytes in S3 before it records them: for a large file, a while.
+        completing: () => {
+          this.progress.value = 100;
+          this.status.textContent = "Sent: the service is checking it…";
+        },
+      });
+      this.element.dataset.route = "direct";
+      await this.runDirect();
+    } else {
+      await this.startTus();
+    }
+  }
+
+  private async runDirect(): Promise<void> {
+    const direct = this.direct;
+    if (!direct) return;
+    try {
+      await direct.run();
+    } catch (error) {
+      if (error instanceof Stopped) return; // Paused or cancelled: the button said so already.
+      if (error instanceof FallBack) {
+        this.direct = null;
+        delete this.element.dataset.resumedFrom;
+        await this.startTus();
+        return;
+      }
+      const refusal = error instanceof ApiError ? error : new ApiError(0, "ERROR", String(error));
+      this.failed(refusal.message, isFinal(refusal.status));
+      return;
+    }
+    this.succeeded();
+  }
+
+  private async startTus(): Promise<void> {
+    const session = this.session;
+    this.element.dataset.route = "tus";
+    this.tus = new Upload(this.file, {
       endpoint: ENDPOINT,
       headers: { Authorization: `Bearer ${session.token}` },
-      metadata: { filename: file.name, filetype: file.type || "application/octet-stream" },
+      metadata: { filename: this.file.name, filetype: this.file.type || "application/octet-stream" },
       chunkSize: CHUNK_SIZE,
       retryDelays: [0, 1000, 3000, 5000],
       storeFingerprintForResuming: true,
@@ -103,19 +162,21 @@ class UploadRow {
       },
       onProgress: (sent, total) => this.showProgress(sent, total),
       onSuccess: () => this.succeeded(),
-      onError: (error) => this.failed(error),
+      onError: (error) => {
+        const status = error instanceof DetailedError ? (error.originalResponse?.getStatus() ?? 0) : 0;
+        this.failed(uploadErrorMessage(error), isFinal(status));
+      },
     });
-  }
-
-  async start(): Promise<void> {
-    const previous = await this.upload.findPreviousUploads();
+    const previous = await this.tus.findPreviousUploads();
     if (previous.length > 0) {
-      this.upload.resumeFromPreviousUpload(previous[0]);
+      this.tus.resumeFromPreviousUpload(previous[0]);
     }
-    this.upload.start();
+    if (!this.paused) this.tus.start();
   }
 
   private showProgress(sent: number, total: number): void {
+    // Requests being cut off by a pause or a cancel still report: the row keeps saying so.
+    if (this.paused || this.element.dataset.state !== "uploading") return;
     // Speed over about the last second of progress events (from the first one, before that).
     const now = performance.now();
     this.samples.push({ at: now, bytes: sent });
@@ -139,10 +200,12 @@ class UploadRow {
       this.element.dataset.state = "uploading";
       this.samples = [];
       this.speed = 0;
-      this.upload.start();
+      if (this.direct) void this.runDirect();
+      else this.tus?.start();
     } else {
       this.paused = true;
-      void this.upload.abort();
+      if (this.direct) this.direct.pause();
+      else void this.tus?.abort();
       this.pause.textContent = "Resume";
       this.pause.setAttribute("aria-label", `Resume ${this.file.name}`);
       this.element.dataset.state = "paused";
@@ -155,14 +218,16 @@ class UploadRow {
     this.cancel.disabled = true;
     this.element.dataset.state = "cancelled";
     this.status.textContent = "Cancelled";
-    // Terminates the upload on the service (DELETE), which removes the bytes it holds.
-    await this.upload.abort(true).catch(() => undefined);
+    // Terminates the upload on the service (DELETE), which removes the bytes it (or S3) holds.
+    if (this.direct) await this.direct.cancel();
+    await this.tus?.abort(true).catch(() => undefined);
     await forgetUpload(this.user, this.file);
     this.onFinished();
     setTimeout(() => this.element.remove(), 1500);
   }
 
   private succeeded(): void {
+    if (this.element.dataset.state === "cancelled") return; // Too late for the cancel to stop it.
     this.progress.value = 100;
     this.element.dataset.state = "done";
     this.status.textContent = "Uploaded: now in My documents";
@@ -172,15 +237,13 @@ class UploadRow {
     setTimeout(() => this.element.remove(), 4000);
   }
 
-  private failed(error: Error): void {
+  private failed(message: string, final: boolean): void {
+    if (this.element.dataset.state === "cancelled") return;
     this.element.dataset.state = "refused";
     this.progress.hidden = true;
-    // A refusal is final (the service has ended the upload): nothing is left to resume. A lost
-    // connection, a busy upload or a rate limit is not: dropping the file again resumes it.
-    const status = error instanceof DetailedError ? (error.originalResponse?.getStatus() ?? 0) : 0;
-    const final = status >= 400 && status < 500 && ![408, 409, 423, 429].includes(status);
+    if (final) this.direct?.forget();
     void (final ? forgetUpload(this.user, this.file) : Promise.resolve()).finally(() => this.onFinished());
-    this.status.textContent = uploadErrorMessage(error);
+    this.status.textContent = message;
     this.status.classList.add("error");
     this.status.setAttribute("role", "alert");
     this.pause.remove();

@@ -57,6 +57,8 @@ async def test_page_is_public_and_never_cached_and_names_hashed_assets(
     assert all(re.fullmatch(r"/assets/app-[A-Z0-9]+\.js", url) for url in scripts)
     # Outside development the page offers no development sign-in.
     assert '<meta name="dev-sign-in" content="off" />' in response.text
+    # Nor direct uploads to S3 on local storage: the page goes the tus way at once.
+    assert '<meta name="direct-uploads" content="off" />' in response.text
 
 
 async def test_assets_are_cached_for_a_year_with_their_type_and_gzipped(

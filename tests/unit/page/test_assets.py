@@ -1,4 +1,5 @@
-"""Loading the built page: the dev sign-in switch, the docs' URLs, asset paths kept inside."""
+"""Loading the built page: the dev sign-in and direct-upload switches, the docs' URLs, asset
+paths kept inside."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ MANIFEST = {
 def built(tmp_path: Path) -> Path:
     root = tmp_path / "web_assets"
     (root / "assets" / "vendor").mkdir(parents=True)
-    (root / "index.html").write_text('<head><meta name="dev-sign-in" content="off" /></head>')
+    (root / "index.html").write_text(
+        '<head><meta name="dev-sign-in" content="off" />'
+        '<meta name="direct-uploads" content="off" /></head>'
+    )
     (root / "manifest.json").write_text(json.dumps(MANIFEST))
     (root / "assets" / "app-ABC.js").write_text("console.log(1)")
     (root / "secret.txt").write_text("outside the assets")
@@ -40,6 +44,16 @@ def test_dev_sign_in_is_switched_on_only_when_offered(built: Path) -> None:
     assert b'content="off"' in off.index_html
     assert b'content="on"' in on.index_html
     assert on.docs.redoc_js == MANIFEST["redoc_js"]
+
+
+def test_direct_uploads_are_switched_on_only_when_offered(built: Path) -> None:
+    off = load_web_assets(built, dev_sign_in=True)
+    on = load_web_assets(built, dev_sign_in=False, direct_uploads=True)
+    assert off is not None
+    assert on is not None
+    assert b'<meta name="direct-uploads" content="off" />' in off.index_html
+    assert b'<meta name="direct-uploads" content="on" />' in on.index_html
+    assert b'<meta name="dev-sign-in" content="off" />' in on.index_html
 
 
 @pytest.mark.parametrize(
