@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Interval, Table, bindparam, delete, func, text, update
+from sqlalchemy import Interval, String, Table, any_, bindparam, delete, func, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine
 from ulid import ULID
 
@@ -47,6 +48,7 @@ _LOCK_SPACE = 0x0E18
 RENEWALS_PER_LEASE = 3
 _CLOSE_TIMEOUT_S = 2.0
 
+_IDS = ARRAY(String(40))
 _LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
 # In a statement of its own after the lock, so its snapshot sees every row committed by whoever
 # held the lock before (a statement's snapshot is taken when it starts, before any lock wait).
@@ -65,9 +67,11 @@ _TAKE = text(
     RETURNING id
     """
 )
+# Only the rows this process knows it holds: a row it failed to delete (a database blip as a
+# stream ended, a cancelled open) is not renewed, so it expires instead of living for ever.
 _RENEW = (
     update(LEASES)
-    .where(_l.holder == bindparam("of_holder"))
+    .where(_l.holder == bindparam("of_holder"), _l.id == any_(bindparam("ids", type_=_IDS)))
     .values(expires_at=func.now() + bindparam("lease", type_=Interval()))
 )
 _GIVE_BACK = delete(LEASES).where(_l.id == bindparam("id"))
@@ -182,14 +186,14 @@ class PgStreamSlots:
                 await conn.execute(_LOCK, {"space": _LOCK_SPACE, "key": owner_key(owner)})
                 taken = (await conn.execute(_TAKE, params)).first()
         except BaseException:
-            # Cancelled or cut off while committing, the row may exist: delete it, or this
-            # process would renew a row no stream holds.
+            # Cancelled or cut off while committing, the row may exist: delete it now rather
+            # than let it count until it expires.
             self._later(self._delete(slot.id))
             raise
         if taken is None:
             raise TooManyStreams(self._cap)
         self._held.add(slot.id)
-        if self._renewing is None:
+        if self._renewing is None and not self._draining:
             # Started with the first stream: a process that never holds one (a worker, an
             # idle web process) never renews, so it issues no statement for this.
             self._renewing = asyncio.create_task(self._renew_forever(), name="stream-leases")
@@ -247,9 +251,11 @@ class PgStreamSlots:
                 logger.warning("could not renew the streams' leases (%s)", type(exc).__name__)
 
     async def renew(self) -> int:
-        """Extend every lease of this process by one lease, in one statement; how many."""
+        """Extend every lease this process holds by one lease, in one statement; how many."""
         async with self._one_statement.begin() as conn:
-            result = await conn.execute(_RENEW, {"of_holder": self.holder, "lease": self._lease})
+            result = await conn.execute(
+                _RENEW, {"of_holder": self.holder, "ids": list(self._held), "lease": self._lease}
+            )
         renewed = int(result.rowcount)
         if renewed < len(self._held):
             # Rows expired while this process could not renew (stalled, or cut off): those
