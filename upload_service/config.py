@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     events_max_streams: int = Field(default=5, ge=1)
     # Seconds between the comment lines that keep an idle event stream open through proxies.
     events_heartbeat_s: float = Field(default=15.0, gt=0, le=15)
+    # PostgreSQL: how long a process's claim on its open streams outlives its last renewal
+    # (renewed every third of it). The streams of a process killed without closing them count
+    # against their users' EVENTS_MAX_STREAMS until then, so it is short; 30 s is two
+    # heartbeats, and costs a process one statement every 10 s while it holds any stream.
+    events_stream_lease_s: float = Field(default=30.0, ge=0.5, le=3600)
 
     # The built web page (`make web`); unset: the one built into the package.
     web_assets_dir: Path | None = None

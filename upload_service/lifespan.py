@@ -28,6 +28,7 @@ from upload_service.edge.auth import TokenVerifier
 from upload_service.edge.rate_limits import RateLimits
 from upload_service.events.hub import StreamHub
 from upload_service.events.outbox import EVENTS_CHANNEL, JOBS_CHANNEL
+from upload_service.events.stream_slots import create_stream_slots
 from upload_service.events.wakeups import Wakeups, create_wakeups
 from upload_service.jobs.worker import Worker
 from upload_service.page.assets import WebAssets, load_web_assets
@@ -224,9 +225,16 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
             app.state.resources = resources
             loop = asyncio.get_running_loop()
             assert resources.wakeups is not None
-            hub = resources.hub = StreamHub(
-                resources.wakeups, max_streams_per_owner=settings.events_max_streams
+            assert resources.engine is not None
+            # Counted in the database on PostgreSQL, so the cap holds across every process and
+            # replica; in memory on SQLite (one process).
+            slots = create_stream_slots(
+                resources.engine,
+                settings.events_max_streams,
+                lease_s=settings.events_stream_lease_s,
+                pooler=settings.behind_pooler,
             )
+            hub = resources.hub = StreamHub(resources.wakeups, slots)
 
             def begin_shutdown() -> None:
                 # Readiness turns 503 now, while the server drains in-flight requests; event
@@ -257,6 +265,8 @@ def lifespan_for(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContext
                 gc.unfreeze()
                 resources.shutting_down = True
                 hub.close()
+                # Every stream's slot at once, while the database engine is still open.
+                await slots.aclose()
                 if worker is not None and starting is not None:
                     # Before the resources close: finish or hand back what it holds.
                     await stop_worker(worker, starting, WORKER_STOP_TIMEOUT_S)

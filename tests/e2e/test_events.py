@@ -1,6 +1,7 @@
 """`GET /v1/events` against real processes: a web process and a separate worker process on one
 PostgreSQL; the stream sees the worker's changes, replays after a reconnect without gaps or
-duplicates, shows only the caller's documents, resets past retention, caps streams per user and
+duplicates, shows only the caller's documents, resets past retention, caps streams per user
+(across server processes too, where a killed one's streams stop counting after their lease) and
 ends at once on SIGTERM.
 """
 
@@ -10,7 +11,7 @@ import asyncio
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -216,6 +217,77 @@ async def test_streams_past_the_cap_are_429_and_heartbeats_keep_an_idle_stream_o
     # A closed stream frees its place.
     async with open_stream(server, alice), open_stream(server, alice):
         pass
+
+
+async def stream_status(server: LiveServer, token: str) -> int:
+    """The status of a new stream's response (closed at once when it opened)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream("GET", "/v1/events", headers=headers) as response,
+    ):
+        return response.status_code
+
+
+async def seconds_until_opens(server: LiveServer, token: str, timeout_s: float) -> float:
+    """How long until a new stream of `token` opens on `server` (polled, bounded)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if await stream_status(server, token) == 200:
+            return time.monotonic() - started
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no stream opened within {timeout_s} s")
+
+
+async def test_the_cap_holds_across_server_processes_and_a_closed_stream_frees_its_slot(
+    live_server: StartServer, settings_env: dict[str, str], make_token: MakeToken
+) -> None:
+    env = {**settings_env, "EVENTS_MAX_STREAMS": "2"}
+    one, two = live_server(env), live_server(env)
+    alice, bob = make_token("alice"), make_token("bob")
+    async with open_stream(one, alice):
+        async with open_stream(one, alice):
+            # The cap is reached on one process: the other refuses a third.
+            assert await stream_status(two, alice) == 429
+            # Another user's streams are counted apart.
+            async with open_stream(two, bob), open_stream(two, bob):
+                pass
+        # A closed stream frees its slot for any process (the server sees the client leave
+        # a moment after it closes).
+        await seconds_until_opens(two, alice, timeout_s=5)
+        async with open_stream(two, alice):
+            assert await stream_status(one, alice) == 429
+
+
+async def test_a_killed_servers_streams_stop_counting_after_their_lease(
+    live_server: StartServer, settings_env: dict[str, str], make_token: MakeToken
+) -> None:
+    lease_s = 3.0
+    env = {**settings_env, "EVENTS_MAX_STREAMS": "2", "EVENTS_STREAM_LEASE_S": str(lease_s)}
+    doomed, survivor = live_server(env), live_server(env)
+    alice = make_token("alice")
+    async with AsyncExitStack() as streams:
+        # Called last: the killed server's streams end with a broken connection as they close.
+        streams.push_async_exit(_ignore_broken_stream)
+        for _ in range(2):
+            await streams.enter_async_context(open_stream(doomed, alice))
+        # Held past a lease by the holder's renewals: still counted.
+        await asyncio.sleep(lease_s * 1.5)
+        assert await stream_status(survivor, alice) == 429
+        doomed.process.kill()
+        doomed.process.wait(5)
+        killed = time.monotonic()
+        # Its leases outlive it (nobody closed the streams)...
+        assert await stream_status(survivor, alice) == 429
+    # ... until they expire: the user gets their slots back within one lease.
+    waited = await seconds_until_opens(survivor, alice, timeout_s=lease_s + 10)
+    assert time.monotonic() - killed <= lease_s + 3, waited
+    async with open_stream(survivor, alice), open_stream(survivor, alice):
+        assert await stream_status(survivor, alice) == 429
+
+
+async def _ignore_broken_stream(*exc_info: object) -> bool:
+    return isinstance(exc_info[1], httpx.HTTPError)
 
 
 async def test_sigterm_ends_open_streams_at_once_so_gunicorn_drains_quickly(

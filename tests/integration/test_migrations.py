@@ -95,10 +95,11 @@ def test_processes_starting_at_once_migrate_one_sqlite_file_once(tmp_path: Path)
 
 
 def test_head_is_the_newest_revision_and_only_an_older_one_is_behind() -> None:
-    assert head_revisions() == {"0005"}
+    assert head_revisions() == {"0006"}
     assert is_behind(())  # Never migrated.
     assert is_behind(("0001",))  # A known older revision.
     assert is_behind(("0002",))
-    assert not is_behind(("0005",))
+    assert not is_behind(("0006",))
+    assert is_behind(("0005",))
     # A revision this code does not know is a newer release's: not behind (rolling deploys).
     assert not is_behind(("9999_from_a_newer_release",))

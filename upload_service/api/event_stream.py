@@ -10,7 +10,7 @@ released however it ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import suppress
 
 from starlette.responses import Response
@@ -34,7 +34,7 @@ class EventStreamResponse(Response):
         frames: AsyncIterator[bytes],
         *,
         closing: asyncio.Event,
-        release: Callable[[], None],
+        release: Callable[[], Awaitable[None]],
     ) -> None:
         super().__init__(status_code=200, headers=EVENT_STREAM_HEADERS)
         # A stream has no length: the `content-length: 0` of an empty body would end it.
@@ -66,7 +66,7 @@ class EventStreamResponse(Response):
         finally:
             with suppress(Exception):
                 await self._frames.aclose()  # type: ignore[attr-defined]
-            self._release()
+            await self._release()
 
     async def _pump(self, send: Send) -> None:
         async for chunk in self._frames:

@@ -54,14 +54,14 @@ async def stream_events(
     starts with `event: reset` (re-read the list). A comment line comes at least every 15 s. At
     most `EVENTS_MAX_STREAMS` open streams per user (429 `TOO_MANY_STREAMS`).
     """
-    subscription = hub.subscribe(user.sub)
+    subscription = await hub.subscribe(user.sub)
     try:
         # After subscribing: a change committed meanwhile wakes the stream at once.
         start = await starting_point(
             reader, user.sub, last_event_id, retention_s=settings.events_retention_s
         )
     except BaseException:
-        hub.release(subscription)
+        await hub.release(subscription)
         raise
     frames = event_stream(
         reader,

@@ -1,5 +1,5 @@
-"""SQLAlchemy 2 models: documents, jobs (exposed to clients as tasks), idempotency keys, and
-resumable (tus) and direct uploads."""
+"""SQLAlchemy 2 models: documents, jobs (exposed to clients as tasks), idempotency keys,
+resumable (tus) and direct uploads, document events and the leases of open event streams."""
 
 from __future__ import annotations
 
@@ -241,3 +241,25 @@ class DocumentEvent(Base):
     event: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class EventStreamLease(Base):
+    """One open event stream, held by one process until `expires_at` (`events/stream_slots.py`).
+
+    Counted per owner against `EVENTS_MAX_STREAMS` across every process sharing the database;
+    the holder renews all its rows at once, so a SIGKILLed process's rows simply expire.
+    """
+
+    __tablename__ = "event_stream_leases"
+    __table_args__ = (
+        # Opening counts the owner's rows; renewing and closing touch the holder's. Nothing
+        # indexes `expires_at`, so a renewal (which changes only it) can be a HOT update.
+        Index("ix_event_stream_leases_owner", "owner"),
+        Index("ix_event_stream_leases_holder", "holder"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    # The holding process (host, pid and a random part: a restarted pid is a new holder).
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upload_service.db.models import IDEMPOTENCY_KEY_TTL, Base, IdempotencyKey
 from upload_service.events.retention import purge_old_events
+from upload_service.events.stream_slots import purge_expired_leases
 from upload_service.jobs.direct_expiry import expire_direct_uploads
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
@@ -125,7 +126,8 @@ async def purge_expired_keys(engine: AsyncEngine, *, now: datetime | None = None
 
 async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     """Expire old resumable and direct uploads, abort crashed writes, delete old row-less
-    objects, forget expired idempotency keys."""
+    objects, forget expired idempotency keys, old events and the stream leases of dead
+    processes."""
     older_than = timedelta(seconds=ctx.settings.janitor_orphan_age_s)
     uploads_expired = await expire_uploads(ctx.engine, ctx.storage)
     # Read after the expiry: the keys of uploads still alive, whose writes and objects stay.
@@ -140,11 +142,12 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     forgotten = await purge_ended_uploads(ctx.engine)
     direct = await expire_direct_uploads(ctx.engine, ctx.storage, older_than=older_than)
     events = await purge_old_events(ctx.engine, retention_s=ctx.settings.events_retention_s)
+    leases = await purge_expired_leases(ctx.engine)
     logger.info(
         "janitor %s: %d resumable upload(s) expired, %d ended one(s) forgotten, %d unfinished "
         "write(s) aborted, %d of %d old object(s) removed (no row), %d expired "
         "Idempotency-Key(s) forgotten, %d direct upload(s) expired, %d staged leftover(s) "
-        "removed, %d old event(s) forgotten",
+        "removed, %d old event(s) forgotten, %d expired stream lease(s) removed",
         job.id,
         uploads_expired,
         forgotten,
@@ -155,5 +158,6 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         direct.expired,
         direct.leftovers,
         events,
+        leases,
     )
     return None

@@ -32,6 +32,7 @@ from upload_service.events.outbox import (
     record_events,
 )
 from upload_service.events.stream import Start, event_stream
+from upload_service.events.stream_slots import LocalStreamSlots
 from upload_service.events.wakeups import LocalWakeups, PgWakeups, Wakeups
 from upload_service.storage.local import LocalStorage
 
@@ -80,9 +81,9 @@ async def collect(frames: AsyncIterator[bytes], into: list[bytes]) -> None:
 async def test_a_lost_listening_connection_comes_back_and_the_stream_misses_nothing(
     pg_url: str, pg_pooler: bool, pg_clean: AsyncEngine, pg_wakeups: PgWakeups
 ) -> None:
-    hub = StreamHub(pg_wakeups, max_streams_per_owner=5)
+    hub = StreamHub(pg_wakeups, LocalStreamSlots(5))
     reader = await open_reader(pg_url, pool_size=2, pooler=pg_pooler)
-    subscription = hub.subscribe("alice")
+    subscription = await hub.subscribe("alice")
     frames: list[bytes] = []
     streaming = asyncio.create_task(
         collect(
@@ -121,7 +122,7 @@ async def test_a_lost_listening_connection_comes_back_and_the_stream_misses_noth
     finally:
         hub.close()
         await asyncio.wait_for(streaming, 5)
-        hub.release(subscription)
+        await hub.release(subscription)
         await reader.close()
     joined = await _joined(frames)
     assert "doc_of_bob" not in joined
