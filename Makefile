@@ -7,7 +7,7 @@ LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 BOOTSTRAP_LOCK := requirements-bootstrap.lock
 
-.PHONY: run test lint install install-dev lock stubs web chromium
+.PHONY: run test lint install install-dev lock stubs web system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,14 +59,22 @@ $(WEB_ASSETS): web/node_modules/.installed $(WEB_SOURCES)
 
 web: $(WEB_ASSETS)
 
-# The browser tests drive Debian's chromium (never a browser that Playwright downloads).
-chromium:
-	@command -v chromium >/dev/null || { \
+# The browser tests drive Debian's chromium (never a browser that Playwright downloads), and the
+# second pass goes through Debian's pgbouncer: installed from Debian's packages when missing and
+# we may (root with apt-get), otherwise one line says what to install.
+SYSTEM_PACKAGES := chromium:chromium pgbouncer:/usr/sbin/pgbouncer
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  pkg=$${pair%%:*}; bin=$${pair#*:}; \
+	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "make test: the browser tests need Debian's chromium at /usr/bin/chromium (apt-get install -y chromium)"; exit 1; \
-	  fi; }
+	    echo "make test: the tests need Debian's$$missing (apt-get install -y$$missing)"; exit 1; \
+	  fi; \
+	fi
 
 ## Set up and run the service on its embedded default (SQLite, local files, in-process classifier).
 run: install web
@@ -76,13 +84,13 @@ run: install web
 ## the web page in a headless chromium).
 # Then the integration tests (and the event streams' real processes) once more through a real
 # PgBouncer in transaction mode, started by the tests themselves (tests/fixtures/pgbouncer.py).
-test: install-dev web chromium
-	$(BIN)/pytest
-	@if command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; then \
-		TEST_THROUGH_PGBOUNCER=1 $(BIN)/pytest tests/integration tests/e2e/test_events.py; \
-	else \
-		echo "pgbouncer is not installed: the pass through PgBouncer did not run (apt-get install pgbouncer)"; \
-	fi
+# Three test processes (pytest-xdist, work stealing): most of the suite's time is spent waiting
+# on servers it starts, so three keep two cores busy. `make test TEST_WORKERS=0` runs in one.
+TEST_WORKERS ?= 3
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
+test: install-dev web system-packages
+	$(PYTEST)
+	TEST_THROUGH_PGBOUNCER=1 $(PYTEST) tests/integration tests/e2e/test_events.py
 
 lint: install-dev
 	$(BIN)/ruff check .
