@@ -46,6 +46,9 @@ class BatchedFileWriter:
     `start` is where the file's writing position stands when the writer takes it over.
     """
 
+    # Write-back of what is written starts every this many bytes (see `_write_batch`).
+    writeback_every = WRITEBACK_BYTES
+
     def __init__(self, file: BinaryIO, budget: BufferBudget, *, start: int = 0) -> None:
         self._file = file
         # The chunks as they came (bytes never change): batched by reference, written by a thread.
@@ -122,7 +125,7 @@ class BatchedFileWriter:
         self._file.writelines(batch)
         self._written += size
         end = self._start + self._written
-        if _ADVISE and end - self._advised >= WRITEBACK_BYTES:
+        if _ADVISE and end - self._advised >= self.writeback_every:
             # Start writeback of what is written so far (DONTNEED on dirty pages begins it
             # without waiting), so the final fsync only waits for the tail of the file.
             self._file.flush()
