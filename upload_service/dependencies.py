@@ -224,9 +224,14 @@ async def get_tus_context(request: Request) -> TusContext:
     if (behind := _behind(resources)) is not None:
         await behind.require()
     assert resources.sessions is not None
+    assert resources.engine is not None
     assert resources.storage is not None
     return TusContext(
-        resources.sessions, resources.storage, resources.settings, resources.tus_checks
+        resources.sessions,
+        resources.engine,
+        resources.storage,
+        resources.settings,
+        resources.tus_checks,
     )
 
 

@@ -19,6 +19,7 @@ from tests.fixtures.network import TcpProxy
 from tests.fixtures.postgres import through
 from tests.integration.documents.conftest import pdf_bytes
 from tests.integration.test_errors import assert_envelope
+from tests.integration.tus.conftest import create_upload, patch
 from upload_service.db import session
 from upload_service.db.session import POOL_TIMEOUT_S, ConnectionShares
 from upload_service.lifespan import Resources
@@ -44,6 +45,8 @@ async def with_a_document(
         task = await client.post(f"/v1/documents/{doc_id}/process", headers=user)
         assert task.status_code == 202, task.text
         task_id = task.json()["task_id"]
+        content = pdf_bytes("resumable")
+        tus = await create_upload(client, user, len(content))
         routes: dict[str, Call] = {
             "delete": lambda c: c.delete(f"/v1/documents/{doc_id}", headers=user),
             "task": lambda c: c.get(f"/v1/tasks/{task_id}", headers=user),
@@ -58,6 +61,8 @@ async def with_a_document(
             ),
             "reprocess": lambda c: c.post(f"/internal/documents/{doc_id}/reprocess", headers=ops),
             "reset": lambda c: c.post(f"/internal/documents/{doc_id}/reset", headers=ops),
+            # Its statements run on the driver's connection: an outage is a 503 there too.
+            "tus patch": lambda c: patch(c, user, tus, 0, content),
         }
         yield client, routes, app.state.resources
 

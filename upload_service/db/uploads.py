@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, Update, bindparam, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from upload_service.db.driver_statements import DriverStatement
 from upload_service.db.models import Base, Upload, utcnow
 from upload_service.db.outage import database_required
 from upload_service.errors import TooManyOpenUploads
@@ -108,9 +109,9 @@ def _param(name: str, column: str) -> Any:
     return bindparam(name, type_=_c[column].type)
 
 
-# The two statements of every PATCH, built once: building one and computing its cache key
-# costs about as much CPU as running it; a prebuilt statement's key is memoized.
-_LEASE_TO_APPEND: Update = (
+# The two statements of every PATCH, built once and run on the driver's connection
+# (`driver_statements`): through a session they cost several times the driver's own work.
+_LEASE_TO_APPEND = DriverStatement(
     update(UPLOADS)
     .where(
         _c.id == _param("upload_id", "id"),
@@ -147,15 +148,16 @@ def _advance_statement(*, finishing: bool) -> Update:
             state=FINISHING if finishing else OPEN,
             **lease,
         )
+        .returning(_c.id)  # A row back: the compare-and-set held.
     )
 
 
-_ADVANCE_OPEN = _advance_statement(finishing=False)
-_ADVANCE_FINISHING = _advance_statement(finishing=True)
+_ADVANCE_OPEN = DriverStatement(_advance_statement(finishing=False))
+_ADVANCE_FINISHING = DriverStatement(_advance_statement(finishing=True))
 
 
 async def lease_to_append(
-    sessions: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     upload_id: str,
     owner: str,
     holder: str,
@@ -165,24 +167,21 @@ async def lease_to_append(
     """The owner's open, unexpired upload at `offset`, leased to `holder` in one statement;
     None when any of that is not so (the caller looks again to say which)."""
     now = utcnow()
-    async with database_required("leasing an upload"), sessions() as session:
-        row = (
-            await session.execute(
-                _LEASE_TO_APPEND,
-                {
-                    "upload_id": upload_id,
-                    "by_owner": owner,
-                    "at_offset": offset,
-                    "now": now,
-                    "holder": holder,
-                    "until": now + timedelta(seconds=LEASE_S),
-                },
-            )
-        ).first()
-        await session.commit()
-    if row is None:
+    async with database_required("leasing an upload"):
+        rows = await _LEASE_TO_APPEND.rows(
+            engine,
+            {
+                "upload_id": upload_id,
+                "by_owner": owner,
+                "at_offset": offset,
+                "now": now,
+                "holder": holder,
+                "until": now + timedelta(seconds=LEASE_S),
+            },
+        )
+    if not rows:
         return None
-    values = dict(row._mapping)
+    values = rows[0]
     values["upload_metadata"] = values.pop("metadata")
     return Upload(**values)
 
@@ -215,7 +214,7 @@ async def release_lease(
 
 
 async def advance(
-    sessions: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
     upload: Upload,
     holder: str,
     *,
@@ -229,9 +228,9 @@ async def advance(
     one stays leased to `holder`, who goes on to record it.
     """
     statement = _ADVANCE_FINISHING if offset == upload.length else _ADVANCE_OPEN
-    async with database_required("moving an upload's offset"), sessions() as session:
-        result = await session.execute(
-            statement,
+    async with database_required("moving an upload's offset"):
+        rows = await statement.rows(
+            engine,
             {
                 "upload_id": upload.id,
                 "from_offset": upload.offset,
@@ -242,8 +241,7 @@ async def advance(
                 "now": utcnow(),
             },
         )
-        await session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(rows)
 
 
 async def end(

@@ -46,12 +46,17 @@ class BatchedFileWriter:
     `start` is where the file's writing position stands when the writer takes it over.
     """
 
+    # A batch goes to a thread once this full; write-back starts every `writeback_every` bytes
+    # (see `_write_batch`).
+    batch_bytes = WRITE_BATCH_BYTES
+    writeback_every = WRITEBACK_BYTES
+
     def __init__(self, file: BinaryIO, budget: BufferBudget, *, start: int = 0) -> None:
         self._file = file
         # The chunks as they came (bytes never change): batched by reference, written by a thread.
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._reservation = Reservation(budget, WRITE_BATCH_BYTES)
+        self._reservation = Reservation(budget, self.batch_bytes)
         self._pending: asyncio.Future[Any] | None = None
         self._start = start
         self._written = 0
@@ -66,7 +71,7 @@ class BatchedFileWriter:
         if not chunk:
             return
         try:
-            if self._buffered + len(chunk) > WRITE_BATCH_BYTES:
+            if self._buffered + len(chunk) > self.batch_bytes:
                 await self._flush_buffer()
             buffered = self._buffered + len(chunk)
             if buffered > self._reservation.held:
@@ -94,7 +99,11 @@ class BatchedFileWriter:
         await self._wait_for_pending()
         if not self._chunks:
             return
-        self._pending = self._hand_over(self._write_batch)
+        self._pending = self._hand_over(self._write_full_batch)
+
+    def _write_full_batch(self, batch: list[bytes], size: int) -> None:
+        # A batch handed over while more bytes arrive (not the last one).
+        self._write_batch(batch, size)
 
     def _hand_over(self, write: Callable[[list[bytes], int], T]) -> asyncio.Future[T]:
         # The buffer goes to a thread that runs `write(batch, size)`; the batch is paid back
@@ -122,7 +131,7 @@ class BatchedFileWriter:
         self._file.writelines(batch)
         self._written += size
         end = self._start + self._written
-        if _ADVISE and end - self._advised >= WRITEBACK_BYTES:
+        if _ADVISE and end - self._advised >= self.writeback_every:
             # Start writeback of what is written so far (DONTNEED on dirty pages begins it
             # without waiting), so the final fsync only waits for the tail of the file.
             self._file.flush()

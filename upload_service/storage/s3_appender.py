@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import logging
 import secrets
 import zlib
-from collections.abc import Coroutine, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from upload_service.storage.budget import Reservation
 from upload_service.storage.partial import PartialState
@@ -35,15 +34,14 @@ from upload_service.storage.s3_partial_state import (
     TailSegment,
     tails_prefix,
 )
-from upload_service.storage.s3_writer import CHECKSUM_ALGORITHM, MAX_PARTS, SMALL_OBJECT_BYTES
+from upload_service.storage.s3_parts import PartsInFlight
+from upload_service.storage.s3_writer import CHECKSUM_ALGORITHM, SMALL_OBJECT_BYTES
 
 if TYPE_CHECKING:
     from upload_service.storage.budget import Held
     from upload_service.storage.s3 import S3Storage
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Tail segments a state may name before saves start merging them (a 1 MiB client fills an
 # 8 MiB part in 8 saves without a merge).
@@ -125,14 +123,10 @@ class S3Appender:
         self._filled = 0
         self._reservation = Reservation(storage.budget, storage.part_size)
         self._part_start = saved.parts_size  # where the part being filled begins in the object
-        self._next_part_number = saved.next_part_number
         self._parts: list[SavedPart] = []
         self._absorbed: list[str] = []  # saved tail objects now inside a part or a merged segment
         self._written: list[str] = []  # tail objects this appender stored
-        # Parts being sent, oldest first; at most `max_parts_in_flight` at once.
-        self._in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Operations whose thread may outlive a cancelled caller; cleanup waits for them.
-        self._pending: set[asyncio.Future[Any]] = set()
+        self._sending = PartsInFlight(storage.max_parts_in_flight, saved.next_part_number)
         self._state = "open"
 
     async def write(self, chunk: bytes) -> None:
@@ -157,8 +151,8 @@ class S3Appender:
         try:
             if self._filled:
                 # A full part was sent at once: what remains is always shorter than a part.
-                await self._guarded(self._store_tail())
-            await self._wait_in_flight()
+                await self._sending.guarded(self._store_tail())
+            await self._sending.wait_all()
         except BaseException:
             await self._forget()
             raise
@@ -220,21 +214,15 @@ class S3Appender:
     async def _send_part(self) -> None:
         if self._tail:
             await read_tail_into(self._storage, self._tail, self._whole_part_buffer(), 0)
-        # A bounded number of parts in flight: the next one waits here, holding its buffer.
-        while len(self._in_flight) >= self._storage.max_parts_in_flight:
-            await asyncio.shield(self._in_flight[0])
-            self._in_flight.popleft()
-        part_number = self._next_part_number
-        if part_number > MAX_PARTS:
-            raise ValueError(f"an object may have at most {MAX_PARTS} parts")
-        self._next_part_number += 1
+        # The next part waits here, holding its buffer, while too many are sending.
+        part_number = await self._sending.make_room()
         self._absorbed.extend(segment.key for segment in self._tail)
         self._tail, self._tail_size = (), 0
         self._part_start += self._part_size
         assert self._buffer is not None
         body, self._buffer, self._filled = self._buffer, None, 0
         held = self._reservation.take()
-        self._in_flight.append(self._track(self._upload_one_part(part_number, body, held)))
+        self._sending.send(self._upload_one_part(part_number, body, held))
 
     async def _upload_one_part(self, part_number: int, body: bytearray, held: Held) -> None:
         size = len(body)
@@ -246,11 +234,6 @@ class S3Appender:
         finally:
             del body
             held.release()
-
-    async def _wait_in_flight(self) -> None:
-        while self._in_flight:
-            await asyncio.shield(self._in_flight[0])
-            self._in_flight.popleft()
 
     async def _store_tail(self) -> None:
         """Store the new bytes as one tail object, merged with trailing segments if due."""
@@ -300,16 +283,6 @@ class S3Appender:
         self._tail_size = size + sum(segment.size for segment in kept)
         self._filled = 0
 
-    def _track(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-        task = asyncio.ensure_future(coroutine)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return task
-
-    async def _guarded(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        # Shielded: a cancelled caller's cleanup waits for the operation instead of guessing.
-        return await asyncio.shield(self._track(coroutine))
-
     async def _forget(self) -> None:
         if self._state == "forgotten":
             return
@@ -319,8 +292,7 @@ class S3Appender:
 
     async def _cleanup(self) -> None:
         # A part still sending owns its budget; let every started operation end first.
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._sending.settle()
         self._buffer, self._small, self._filled = None, [], 0
         self._reservation.release()
         # Parts this appender sent stay in the multipart upload, named by no saved state: the

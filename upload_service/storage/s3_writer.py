@@ -12,13 +12,12 @@ behind for the janitor.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal
 
 from upload_service.storage.budget import Reservation
+from upload_service.storage.s3_parts import PartsInFlight
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
@@ -28,10 +27,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 _MIB = 1024 * 1024
-MAX_PARTS = 10_000
 # A part up to this size is kept as the chunks it arrived in; a larger one is copied once into
 # a buffer of a whole part, so a small upload never allocates (and zeroes) a whole part.
 SMALL_OBJECT_BYTES = 1 * _MIB
@@ -57,12 +53,8 @@ class S3ObjectWriter:
         self._buffer: bytearray | None = None
         self._filled = 0
         self._upload_id: str | None = None
-        self._next_part_number = 1
         self._parts: list[CompletedPartTypeDef] = []
-        # Parts being sent, oldest first; at most `max_parts_in_flight` at once.
-        self._in_flight: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Operations whose thread may outlive a cancelled caller; cleanup waits for them.
-        self._pending: set[asyncio.Future[Any]] = set()
+        self._sending = PartsInFlight(storage.max_parts_in_flight)
         self._completed = False
         self._state = "open"
 
@@ -89,12 +81,12 @@ class S3ObjectWriter:
         try:
             if self._upload_id is None:
                 body, held = self._detach_part()
-                await self._guarded(self._put_object(body, held))
+                await self._sending.guarded(self._put_object(body, held))
             else:
                 if self._filled:
                     await self._send_part()
-                await self._wait_in_flight()
-                await self._guarded(self._complete())
+                await self._sending.wait_all()
+                await self._sending.guarded(self._complete())
         except BaseException:
             await self._discard()
             raise
@@ -154,23 +146,12 @@ class S3ObjectWriter:
 
     async def _send_part(self) -> None:
         if self._upload_id is None:
-            await self._guarded(self._create_multipart_upload())
-        # A bounded number of parts in flight: the next one waits here, holding its full buffer.
-        # Every buffer came from the shared budget, so memory stays bounded however many run.
-        while len(self._in_flight) >= self._storage.max_parts_in_flight:
-            await asyncio.shield(self._in_flight[0])
-            self._in_flight.popleft()
-        part_number = self._next_part_number
-        if part_number > MAX_PARTS:
-            raise ValueError(f"an object may have at most {MAX_PARTS} parts")
-        self._next_part_number += 1
+            await self._sending.guarded(self._create_multipart_upload())
+        # The next part waits here, holding its full buffer, while too many are sending. Every
+        # buffer came from the shared budget, so memory stays bounded however many run.
+        part_number = await self._sending.make_room()
         body, held = self._detach_part()
-        self._in_flight.append(self._track(self._upload_one_part(part_number, body, held)))
-
-    async def _wait_in_flight(self) -> None:
-        while self._in_flight:
-            await asyncio.shield(self._in_flight[0])
-            self._in_flight.popleft()
+        self._sending.send(self._upload_one_part(part_number, body, held))
 
     async def _create_multipart_upload(self) -> None:
         response = await self._storage._run(
@@ -212,17 +193,6 @@ class S3ObjectWriter:
         )
         self._completed = True
 
-    def _track(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-        task = asyncio.ensure_future(coroutine)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return task
-
-    async def _guarded(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        # Shielded: if our caller is cancelled, the operation still ends (its thread would
-        # anyway) and cleanup sees its outcome instead of guessing.
-        return await asyncio.shield(self._track(coroutine))
-
     async def _discard(self) -> None:
         if self._state in ("committed", "aborted"):
             return
@@ -233,8 +203,7 @@ class S3ObjectWriter:
     async def _cleanup(self) -> None:
         # First let every operation already started finish: a part still sending owns its
         # budget, and an abort racing an upload could leave that part behind.
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._sending.settle()
         _, held = self._detach_part()
         held.release()
         if self._upload_id is not None and not self._completed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 from upload_service.storage.budget import BufferBudget
 from upload_service.storage.keys import RAW_PREFIX
 from upload_service.storage.local import TEMP_PREFIX, LocalStorage
-from upload_service.storage.local_partial import PartialBytesMissing
+from upload_service.storage.local_partial import APPEND_BATCH_BYTES, PartialBytesMissing
 from upload_service.storage.local_writer import WRITE_BATCH_BYTES
 
 KEY = "raw/doc_01HN3K8V2NKDQ7HTXJFR9CPWK.pdf"
@@ -91,6 +92,24 @@ async def test_buffers_are_paid_for_until_written_and_paid_back_after_save(
     assert budget.available < budget.capacity
     await appender.save()
     assert budget.available == budget.capacity
+
+
+async def test_a_long_append_is_written_while_it_arrives_not_all_at_save(
+    storage: LocalStorage, budget: BufferBudget
+) -> None:
+    # The PATCH's client waits for `save`: by then every batch but the last is already in the
+    # file (each synced in its thread while the next arrived), so `save` has one batch left.
+    data = payload(4 * APPEND_BATCH_BYTES)
+    appender = await storage.partial_objects.append(KEY, {}, 0)
+    for start in range(0, len(data), 64 * 1024):
+        await appender.write(data[start : start + 64 * 1024])
+        # What is buffered in memory never passes one batch and the one being written.
+        assert budget.capacity - budget.available <= 2 * APPEND_BATCH_BYTES
+    async with asyncio.timeout(10):  # The last full batch's thread finishes meanwhile.
+        while partial_file(storage).stat().st_size < len(data) - APPEND_BATCH_BYTES:
+            await asyncio.sleep(0.01)
+    assert await appender.save() == (len(data), {})
+    assert partial_file(storage).read_bytes() == data
 
 
 async def test_an_offset_past_the_saved_bytes_means_storage_lost_them(

@@ -2,7 +2,9 @@
 
 The lease (taken with the offset checked) and the offset's move (which lets the lease go) are
 the whole of a middle PATCH's database work: no look-up of settings, expiry or the cap, no
-rollback (on SQLite each statement, commit and rollback is a thread hop).
+rollback (on SQLite each statement, commit and rollback is a thread hop). Both run on the
+driver's connection (`db/driver_statements.py`), one pool checkout each, and nothing goes
+through SQLAlchemy's execution path.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class DatabaseWork:
     statements: list[str] = field(default_factory=list)
     commits: int = 0
     rollbacks: int = 0
+    checkouts: int = 0
 
 
 @contextmanager
@@ -48,10 +51,14 @@ def counted(engine: AsyncEngine) -> Iterator[DatabaseWork]:
     def on_rollback(_conn: Any) -> None:
         work.rollbacks += 1
 
+    def on_checkout(*_args: Any) -> None:
+        work.checkouts += 1
+
     listeners: list[tuple[Any, str, Any]] = [
         (sync_engine, "before_cursor_execute", on_statement),
         (sync_engine, "commit", on_commit),
         (sync_engine, "rollback", on_rollback),
+        (sync_engine.pool, "checkout", on_checkout),
     ]
     for target, name, listener in listeners:
         event.listen(target, name, listener)
@@ -78,10 +85,15 @@ async def assert_a_middle_patch_is_two_statements(
         response = await patch(client, headers, location, 10_000, content[10_000:20_000])
     assert response.status_code == 204, response.text
     assert response.headers["upload-offset"] == "20000"
-    # The lease (UPDATE … RETURNING) and the offset's move with the lease's release (UPDATE).
-    assert work.statements == ["UPDATE", "UPDATE"]
-    assert work.commits == 2
+    # The lease (UPDATE … RETURNING) and the offset's move with the lease's release, each on a
+    # connection of its own checked out once; nothing through SQLAlchemy's execution path.
+    assert work.checkouts == 2
+    assert work.statements == []
+    assert work.commits == 0
     assert work.rollbacks == 0
+    # Both statements were committed: the offset moved and the lease is free for the next one.
+    response = await patch(client, headers, location, 20_000, content[20_000:])
+    assert response.status_code == 204, response.text
 
 
 async def test_a_middle_patch_is_two_statements_on_postgresql(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from upload_service.config import Settings
 from upload_service.documents.doors.tus.running_checks import RunningChecks
@@ -16,6 +16,8 @@ class TusContext:
     """The resources of one tus request (built by the route from its dependencies)."""
 
     sessions: async_sessionmaker[AsyncSession]
+    # The same database, for the PATCH's two statements run on the driver's connection.
+    engine: AsyncEngine
     storage: Storage
     settings: Settings
     checks: RunningChecks

@@ -157,7 +157,7 @@ async def append(
     checksum = parse_checksum(patch.checksum)
     holder = new_holder()
     # The common case in one statement: the caller's open upload, at this offset, now leased.
-    leased = await store.lease_to_append(ctx.sessions, upload_id, owner, holder, offset=offset)
+    leased = await store.lease_to_append(ctx.engine, upload_id, owner, holder, offset=offset)
     if leased is None:
         upload = await find_owned(ctx, upload_id, owner)  # 404, 410
         if upload.state != store.OPEN:
@@ -263,7 +263,7 @@ async def _write(
     offset, state = await appender.save()
     expires_at = utcnow() + timedelta(seconds=ctx.settings.tus_upload_expiry_s)
     if not await store.advance(
-        ctx.sessions,
+        ctx.engine,
         upload,
         lease.holder,
         offset=offset,
