@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -152,7 +152,10 @@ async def one_outbox_write(conn: AsyncConnection) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        del conn.info[_COLLECTED]
+        # Suppressed: a connection lost in the block may refuse even this, and the block's own
+        # error is the one to see (a lost connection's record starts afresh anyway).
+        with suppress(Exception):
+            conn.info.pop(_COLLECTED, None)
     await _write(conn, collected.changes, wake_jobs=collected.wake_workers)
 
 
