@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, String, Table, Text, bindparam, cast, func, update
+from sqlalchemy import (
+    JSON,
+    Select,
+    String,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    cast,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +42,14 @@ from upload_service.jobs.handler_context import (
     PermanentJobError,
     Subject,
 )
-from upload_service.jobs.leases import ClaimedJob
+from upload_service.jobs.leases import (
+    ClaimedJob,
+    by_due_time,
+    claim_jobs,
+    claim_params,
+    claim_statement,
+    claimed_job,
+)
 from upload_service.jobs.notifications import (
     Notification,
     document_event,
@@ -102,10 +121,21 @@ async def start_classifications(
     conn: AsyncConnection, jobs: list[ClaimedJob]
 ) -> dict[str, Subject | None]:
     """Mark the documents of claimed classify jobs `processing`; their rows by job id."""
-    doc_ids = {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
+    doc_ids = _classified(jobs)
     if not doc_ids:
         return {}
     rows = (await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})).mappings().all()
+    return await _started(conn, jobs, rows)
+
+
+def _classified(jobs: list[ClaimedJob]) -> set[str]:
+    return {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
+
+
+async def _started(
+    conn: AsyncConnection, jobs: list[ClaimedJob], rows: Sequence[Mapping[Any, Any]]
+) -> dict[str, Subject | None]:
+    # The documents just marked `processing`: their events, and the handlers' subjects.
     await record_events(conn, [DocumentChange.updated(row) for row in rows])
     found = {
         row["id"]: Subject(
@@ -119,6 +149,7 @@ async def start_classifications(
         )
         for row in rows
     }
+    doc_ids = _classified(jobs)
     return {job.id: found.get(job.doc_id) for job in jobs if job.doc_id in doc_ids}
 
 
@@ -130,6 +161,58 @@ async def prepare_claimed(
     Returns the classify jobs' documents by job id, for `HandlerContext.subjects`.
     """
     return await start_classifications(conn, jobs)
+
+
+def _claim_and_start(claim: Update) -> Select[Any]:
+    claimed = claim.cte("claimed")
+    started = (
+        update(DOCUMENTS)
+        .where(_d.id == claimed.c.doc_id, claimed.c.kind == JobKind.CLASSIFY.value)
+        .values(status="processing", updated_at=bindparam("now"))
+        .returning(*DOCUMENTS.c)
+        .cte("started")
+    )
+    documents = (column.label(f"document_{column.key}") for column in started.c)
+    return select(*claimed.c, *documents).select_from(
+        claimed.outerjoin(started, started.c.id == claimed.c.doc_id)
+    )
+
+
+# PostgreSQL: the claim and its documents going `processing` in one statement (by whether a
+# kind is skipped). Both sit in one snapshot, so a document is started exactly by its claim.
+_CLAIM_AND_START = {
+    skipping: _claim_and_start(claim_statement(JobKind.CLASSIFY if skipping else None))
+    for skipping in (False, True)
+}
+
+
+async def claim_and_prepare(
+    conn: AsyncConnection,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    skip_kind: str | None = None,
+) -> tuple[list[ClaimedJob], dict[str, Subject | None]]:
+    """`claim_jobs`, then `prepare_claimed`, in `conn`'s transaction: one statement on PostgreSQL.
+
+    Returns the jobs and the classify jobs' documents by job id.
+    """
+    if conn.dialect.name != "postgresql":
+        jobs = await claim_jobs(
+            conn, worker_id=worker_id, limit=limit, lease_s=lease_s, skip_kind=skip_kind
+        )
+        return jobs, await prepare_claimed(conn, jobs)
+    params = claim_params(worker_id=worker_id, limit=limit, lease_s=lease_s, skip_kind=skip_kind)
+    rows = (await conn.execute(_CLAIM_AND_START[skip_kind is not None], params)).all()
+    documents: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.document_id is not None:  # Two jobs of one document share its row.
+            documents[row.document_id] = {
+                column.key: row._mapping[f"document_{column.key}"] for column in DOCUMENTS.c
+            }
+    jobs = by_due_time([claimed_job(row) for row in rows])
+    return jobs, await _started(conn, jobs, [documents[key] for key in sorted(documents)])
 
 
 async def documents_requeued(conn: AsyncConnection, jobs: list[ClaimedJob]) -> None:

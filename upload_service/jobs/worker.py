@@ -39,7 +39,7 @@ from upload_service.config import Settings
 from upload_service.events.outbox import JOBS_CHANNEL, one_outbox_write, wake_workers
 from upload_service.events.wakeups import Wakeups
 from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
-from upload_service.jobs.classification import documents_requeued, prepare_claimed
+from upload_service.jobs.classification import claim_and_prepare, documents_requeued
 from upload_service.jobs.classifier_probe import ClassifierProbe, gave_up
 from upload_service.jobs.handler_context import (
     Effects,
@@ -57,7 +57,6 @@ from upload_service.jobs.handlers import (
 )
 from upload_service.jobs.leases import (
     ClaimedJob,
-    claim_jobs,
     defer_job,
     mark_failed,
     mark_succeeded,
@@ -246,14 +245,13 @@ class Worker:
                 continue
             try:
                 async with self._engine.begin() as conn:
-                    jobs = await claim_jobs(
+                    jobs, subjects = await claim_and_prepare(
                         conn,
                         worker_id=self.worker_id,
                         limit=min(free, MAX_CLAIM_BATCH),
                         lease_s=self._lease_s,
                         skip_kind=JobKind.CLASSIFY if self._breaker.is_open else None,
                     )
-                    subjects = await prepare_claimed(conn, jobs)
             except Exception:
                 errors += 1
                 logger.exception("worker %s could not claim jobs", self.worker_id)
