@@ -1,33 +1,21 @@
 """The `classify` job: the document goes `processing`, its bytes to the classifier, `complete`.
 
-Documents are marked `processing` in the claim's own transaction, a batch at a time, and
-`complete` in the transaction that records the jobs' success, a batch at a time too
-(`complete_classifications`); a job that runs out of attempts leaves its document `failed` with
-the error (`classify_failed`). Either outcome queues a webhook notification in the same
-transaction.
+Documents are marked `processing` in the claim's own transaction, a batch at a time
+(`processing.py`), and `complete` in the transaction that records the jobs' success, a batch at
+a time too (`complete_classifications`); a job that runs out of attempts leaves its document
+`failed` with the error (`classify_failed`). Either outcome queues a webhook notification in the
+same transaction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Select,
-    String,
-    Table,
-    Text,
-    Update,
-    bindparam,
-    cast,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import JSON, String, Table, Text, bindparam, cast, func, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,23 +28,16 @@ from upload_service.jobs.handler_context import (
     Effects,
     HandlerContext,
     PermanentJobError,
-    Subject,
 )
-from upload_service.jobs.leases import (
-    ClaimedJob,
-    by_due_time,
-    claim_jobs,
-    claim_params,
-    claim_statement,
-    claimed_job,
-)
+from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.notifications import (
     Notification,
     document_event,
     enqueue_notification,
     enqueue_notifications,
 )
-from upload_service.jobs.queue import JobKind, utc_now
+from upload_service.jobs.processing import start_classifications
+from upload_service.jobs.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -64,12 +45,6 @@ logger = logging.getLogger(__name__)
 # Built once, on the table: see `queue.py` for why.
 DOCUMENTS: Table = Base.metadata.tables["documents"]
 _d = DOCUMENTS.c
-_START = (
-    update(DOCUMENTS)
-    .where(_d.id.in_(bindparam("ids", expanding=True)))
-    .values(status="processing", updated_at=bindparam("now"))
-    .returning(*DOCUMENTS.c)
-)
 _COMPLETE = (
     update(DOCUMENTS)
     .where(_d.id == bindparam("doc_id"))
@@ -101,12 +76,6 @@ _COMPLETE_ALL = (
     )
     .returning(*DOCUMENTS.c)
 )
-_REQUEUE = (
-    update(DOCUMENTS)
-    .where(_d.id.in_(bindparam("ids", expanding=True)), _d.status == "processing")
-    .values(status="queued", updated_at=bindparam("now"))
-    .returning(*DOCUMENTS.c)
-)
 _FAIL = (
     update(DOCUMENTS)
     .where(_d.id == bindparam("doc_id"))
@@ -115,112 +84,6 @@ _FAIL = (
     )
     .returning(*DOCUMENTS.c)
 )
-
-
-async def start_classifications(
-    conn: AsyncConnection, jobs: list[ClaimedJob]
-) -> dict[str, Subject | None]:
-    """Mark the documents of claimed classify jobs `processing`; their rows by job id."""
-    doc_ids = _classified(jobs)
-    if not doc_ids:
-        return {}
-    rows = (await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})).mappings().all()
-    return await _started(conn, jobs, rows)
-
-
-def _classified(jobs: list[ClaimedJob]) -> set[str]:
-    return {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
-
-
-async def _started(
-    conn: AsyncConnection, jobs: list[ClaimedJob], rows: Sequence[Mapping[Any, Any]]
-) -> dict[str, Subject | None]:
-    # The documents just marked `processing`: their events, and the handlers' subjects.
-    await record_events(conn, [DocumentChange.updated(row) for row in rows])
-    found = {
-        row["id"]: Subject(
-            doc_id=row["id"],
-            owner=row["owner"],
-            filename=row["filename"],
-            content_type=row["content_type"],
-            size_bytes=row["size_bytes"],
-            sha256=row["sha256"],
-            storage_key=row["storage_key"],
-        )
-        for row in rows
-    }
-    doc_ids = _classified(jobs)
-    return {job.id: found.get(job.doc_id) for job in jobs if job.doc_id in doc_ids}
-
-
-async def prepare_claimed(
-    conn: AsyncConnection, jobs: list[ClaimedJob]
-) -> dict[str, Subject | None]:
-    """Work done in the claim's own transaction, a batch at a time (saves one per job).
-
-    Returns the classify jobs' documents by job id, for `HandlerContext.subjects`.
-    """
-    return await start_classifications(conn, jobs)
-
-
-def _claim_and_start(claim: Update) -> Select[Any]:
-    claimed = claim.cte("claimed")
-    started = (
-        update(DOCUMENTS)
-        .where(_d.id == claimed.c.doc_id, claimed.c.kind == JobKind.CLASSIFY.value)
-        .values(status="processing", updated_at=bindparam("now"))
-        .returning(*DOCUMENTS.c)
-        .cte("started")
-    )
-    documents = (column.label(f"document_{column.key}") for column in started.c)
-    return select(*claimed.c, *documents).select_from(
-        claimed.outerjoin(started, started.c.id == claimed.c.doc_id)
-    )
-
-
-# PostgreSQL: the claim and its documents going `processing` in one statement (by whether a
-# kind is skipped). Both sit in one snapshot, so a document is started exactly by its claim.
-_CLAIM_AND_START = {
-    skipping: _claim_and_start(claim_statement(JobKind.CLASSIFY if skipping else None))
-    for skipping in (False, True)
-}
-
-
-async def claim_and_prepare(
-    conn: AsyncConnection,
-    *,
-    worker_id: str,
-    limit: int,
-    lease_s: float,
-    skip_kind: str | None = None,
-) -> tuple[list[ClaimedJob], dict[str, Subject | None]]:
-    """`claim_jobs`, then `prepare_claimed`, in `conn`'s transaction: one statement on PostgreSQL.
-
-    Returns the jobs and the classify jobs' documents by job id.
-    """
-    if conn.dialect.name != "postgresql":
-        jobs = await claim_jobs(
-            conn, worker_id=worker_id, limit=limit, lease_s=lease_s, skip_kind=skip_kind
-        )
-        return jobs, await prepare_claimed(conn, jobs)
-    params = claim_params(worker_id=worker_id, limit=limit, lease_s=lease_s, skip_kind=skip_kind)
-    rows = (await conn.execute(_CLAIM_AND_START[skip_kind is not None], params)).all()
-    documents: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        if row.document_id is not None:  # Two jobs of one document share its row.
-            documents[row.document_id] = {
-                column.key: row._mapping[f"document_{column.key}"] for column in DOCUMENTS.c
-            }
-    jobs = by_due_time([claimed_job(row) for row in rows])
-    return jobs, await _started(conn, jobs, [documents[key] for key in sorted(documents)])
-
-
-async def documents_requeued(conn: AsyncConnection, jobs: list[ClaimedJob]) -> None:
-    """Documents of classify jobs handed back unfinished are `queued` again, not `processing`."""
-    doc_ids = sorted({job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id})
-    if doc_ids:
-        rows = (await conn.execute(_REQUEUE, {"ids": doc_ids, "now": utc_now()})).mappings()
-        await record_events(conn, [DocumentChange.updated(row) for row in rows])
 
 
 async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:

@@ -39,7 +39,6 @@ from upload_service.config import Settings
 from upload_service.events.outbox import JOBS_CHANNEL, one_outbox_write, wake_workers
 from upload_service.events.wakeups import Wakeups
 from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
-from upload_service.jobs.classification import claim_and_prepare, documents_requeued
 from upload_service.jobs.classifier_probe import ClassifierProbe, gave_up
 from upload_service.jobs.handler_context import (
     Effects,
@@ -65,6 +64,7 @@ from upload_service.jobs.leases import (
     requeue_expired,
     schedule_retry,
 )
+from upload_service.jobs.processing import claim_and_prepare, documents_requeued
 from upload_service.jobs.queue import Backoff, JobKind, utc_now
 from upload_service.jobs.scheduler import JanitorScheduler
 from upload_service.observability.context import correlation_id_var

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tests.integration.jobs.support import get_document, get_job, store_document
 from upload_service.db.models import DocumentEvent
-from upload_service.jobs.classification import claim_and_prepare
 from upload_service.jobs.leases import (
     claim_jobs,
     mark_failed,
@@ -22,6 +21,7 @@ from upload_service.jobs.leases import (
     requeue_expired,
     schedule_retry,
 )
+from upload_service.jobs.processing import claim_and_prepare
 from upload_service.jobs.queue import enqueue, utc_now
 from upload_service.storage.local import LocalStorage
 
