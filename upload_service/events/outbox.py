@@ -11,14 +11,20 @@ locks in sorted order, so two batches cannot deadlock on them).
 On PostgreSQL the same statement sends `NOTIFY document_events, '<owner key>'`, delivered at
 commit to every process listening (`wakeups.py`); on SQLite the process wakes itself when the
 connection returns to the pool after the commit.
+
+A transaction that changes many documents (a worker recording a batch of jobs) opens
+`one_outbox_write`: its events and job wake-ups are collected and written when it ends, in one
+statement, still the transaction's last write. The lock is then taken once per batch rather than
+once per job, and each change costs no round trip of its own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,16 +40,21 @@ JOBS_CHANNEL = "upload_jobs"
 _LOCK_SPACE = 0x0E17
 PENDING_WAKEUPS = "upload_service.pending_wakeups"
 """Key in a connection's `info` of the (channel, payload) wake-ups a SQLite commit sends."""
+_COLLECTED = "upload_service.collected_outbox"
+"""Key in a connection's `info` of the writes `one_outbox_write` holds back until its end."""
 
 UPDATED = "document.updated"
 DELETED = "document.deleted"
 
-# One round trip on PostgreSQL: the owners' locks (and their wake-ups) in a CTE that must yield
-# its one row before any event row exists, so every id is drawn under the locks.
+# One round trip on PostgreSQL: the owners' locks (and their wake-ups, and the workers' when the
+# same transaction queued a job) in a CTE that must yield its one row before any event row exists,
+# so every id is drawn under the locks.
 _LOCK_NOTIFY_INSERT = text(
     """
     WITH locked AS MATERIALIZED (
-        SELECT count(pg_advisory_xact_lock(:space, k)) + count(pg_notify(:channel, k::text)) AS n
+        SELECT count(pg_advisory_xact_lock(:space, k)) + count(pg_notify(:channel, k::text))
+            + (SELECT count(pg_notify(:jobs_channel, ''))
+               FROM generate_series(1, CAST(:wake_jobs AS integer))) AS n
         FROM unnest(CAST(:keys AS integer[])) AS k
     )
     INSERT INTO document_events (owner, doc_id, event, data, created_at)
@@ -119,12 +130,54 @@ class DocumentChange:
         return cls(owner, doc_id, DELETED, {"doc_id": doc_id})
 
 
+@dataclass(slots=True)
+class _Collected:
+    changes: list[DocumentChange] = field(default_factory=list)
+    wake_workers: bool = False
+
+
+@asynccontextmanager
+async def one_outbox_write(conn: AsyncConnection) -> AsyncIterator[None]:
+    """Hold back `conn`'s events and job wake-ups, and write them all in one statement at the end.
+
+    Open it around a transaction's writes and let it close before the commit: the statement it
+    sends is then the transaction's last write, as `record_events` requires. Nothing is written
+    if the block raises (the transaction is rolled back anyway).
+    """
+    if _COLLECTED in conn.info:
+        raise RuntimeError("one_outbox_write is already open on this connection")
+    collected = _Collected()
+    # `info` belongs to the pooled connection, not this checkout: it must not outlive the block.
+    conn.info[_COLLECTED] = collected
+    try:
+        yield
+    finally:
+        # Suppressed: a connection lost in the block may refuse even this, and the block's own
+        # error is the one to see (a lost connection's record starts afresh anyway).
+        with suppress(Exception):
+            conn.info.pop(_COLLECTED, None)
+    await _write(conn, collected.changes, wake_jobs=collected.wake_workers)
+
+
 async def record_events(conn: AsyncConnection, changes: Sequence[DocumentChange]) -> None:
     """Add `changes` to the outbox in `conn`'s transaction, and wake their streams at commit.
 
     Call it as the transaction's last write: the owners' locks are held from here to the commit.
+    Inside `one_outbox_write` the events are written when that block ends.
     """
+    collected: _Collected | None = conn.info.get(_COLLECTED)
+    if collected is not None:
+        collected.changes.extend(changes)
+        return
+    await _write(conn, changes, wake_jobs=False)
+
+
+async def _write(
+    conn: AsyncConnection, changes: Sequence[DocumentChange], *, wake_jobs: bool
+) -> None:
     if not changes:
+        if wake_jobs:
+            await _wake_workers_now(conn)
         return
     keys = sorted({owner_key(change.owner) for change in changes})
     now = utcnow()
@@ -134,6 +187,8 @@ async def record_events(conn: AsyncConnection, changes: Sequence[DocumentChange]
             {
                 "space": _LOCK_SPACE,
                 "channel": EVENTS_CHANNEL,
+                "jobs_channel": JOBS_CHANNEL,
+                "wake_jobs": 1 if wake_jobs else 0,
                 "keys": keys,
                 "owners": [change.owner for change in changes],
                 "doc_ids": [change.doc_id for change in changes],
@@ -145,6 +200,8 @@ async def record_events(conn: AsyncConnection, changes: Sequence[DocumentChange]
         return
     # SQLite has one writer at a time: ids are drawn in commit order already.
     _stage_local(conn, [(EVENTS_CHANNEL, str(key)) for key in keys])
+    if wake_jobs:
+        _stage_local(conn, [(JOBS_CHANNEL, "")])
     await conn.execute(
         _INSERT,
         [
@@ -161,7 +218,18 @@ async def record_events(conn: AsyncConnection, changes: Sequence[DocumentChange]
 
 
 async def wake_workers(conn: AsyncConnection) -> None:
-    """Wake the job workers when `conn`'s transaction commits (a job was queued)."""
+    """Wake the job workers when `conn`'s transaction commits (a job was queued).
+
+    Inside `one_outbox_write` the wake-up rides on that block's statement.
+    """
+    collected: _Collected | None = conn.info.get(_COLLECTED)
+    if collected is not None:
+        collected.wake_workers = True
+        return
+    await _wake_workers_now(conn)
+
+
+async def _wake_workers_now(conn: AsyncConnection) -> None:
     if conn.dialect.name == "postgresql":
         await conn.execute(_NOTIFY, {"channel": JOBS_CHANNEL})
     else:

@@ -1,24 +1,43 @@
 """The `classify` job: the document goes `processing`, its bytes to the classifier, `complete`.
 
-Documents are marked `processing` in the claim's own transaction, a batch at a time; a job that
-runs out of attempts leaves its document `failed` with the error (`classify_failed`). Either
-outcome queues a webhook notification in the same transaction.
+Documents are marked `processing` in the claim's own transaction, a batch at a time
+(`processing.py`), and `complete` in the transaction that records the jobs' success, a batch at
+a time too (`complete_classifications`); a job that runs out of attempts leaves its document
+`failed` with the error (`classify_failed`). Either outcome queues a webhook notification in the
+same transaction.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import JSON, String, Table, Text, bindparam, cast, func, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from upload_service.classifier.base import DocumentToClassify
+from upload_service.config import Settings
 from upload_service.db.models import Base
 from upload_service.events.outbox import DocumentChange, record_events
-from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError, Subject
+from upload_service.jobs.handler_context import (
+    Batched,
+    Effects,
+    HandlerContext,
+    PermanentJobError,
+)
 from upload_service.jobs.leases import ClaimedJob
-from upload_service.jobs.notifications import document_event, enqueue_notification
-from upload_service.jobs.queue import JobKind, utc_now
+from upload_service.jobs.notifications import (
+    Notification,
+    document_event,
+    enqueue_notification,
+    enqueue_notifications,
+)
+from upload_service.jobs.processing import start_classifications
+from upload_service.jobs.queue import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +45,6 @@ logger = logging.getLogger(__name__)
 # Built once, on the table: see `queue.py` for why.
 DOCUMENTS: Table = Base.metadata.tables["documents"]
 _d = DOCUMENTS.c
-_START = (
-    update(DOCUMENTS)
-    .where(_d.id.in_(bindparam("ids", expanding=True)))
-    .values(status="processing", updated_at=bindparam("now"))
-    .returning(*DOCUMENTS.c)
-)
 _COMPLETE = (
     update(DOCUMENTS)
     .where(_d.id == bindparam("doc_id"))
@@ -43,10 +56,24 @@ _COMPLETE = (
     )
     .returning(*DOCUMENTS.c)
 )
-_REQUEUE = (
+# PostgreSQL: a batch of documents complete in one statement, each with its own classification.
+_batch = (
+    func.unnest(
+        bindparam("doc_ids", type_=ARRAY(String)),
+        bindparam("classifications", type_=ARRAY(Text)),
+    )
+    .table_valued("doc_id", "classification")
+    .render_derived(name="batch")
+)
+_COMPLETE_ALL = (
     update(DOCUMENTS)
-    .where(_d.id.in_(bindparam("ids", expanding=True)), _d.status == "processing")
-    .values(status="queued", updated_at=bindparam("now"))
+    .where(_d.id == _batch.c.doc_id)
+    .values(
+        status="complete",
+        classification=cast(_batch.c.classification, JSON),
+        error=None,
+        updated_at=bindparam("now"),
+    )
     .returning(*DOCUMENTS.c)
 )
 _FAIL = (
@@ -57,48 +84,6 @@ _FAIL = (
     )
     .returning(*DOCUMENTS.c)
 )
-
-
-async def start_classifications(
-    conn: AsyncConnection, jobs: list[ClaimedJob]
-) -> dict[str, Subject | None]:
-    """Mark the documents of claimed classify jobs `processing`; their rows by job id."""
-    doc_ids = {job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id}
-    if not doc_ids:
-        return {}
-    rows = (await conn.execute(_START, {"ids": sorted(doc_ids), "now": utc_now()})).mappings().all()
-    await record_events(conn, [DocumentChange.updated(row) for row in rows])
-    found = {
-        row["id"]: Subject(
-            doc_id=row["id"],
-            owner=row["owner"],
-            filename=row["filename"],
-            content_type=row["content_type"],
-            size_bytes=row["size_bytes"],
-            sha256=row["sha256"],
-            storage_key=row["storage_key"],
-        )
-        for row in rows
-    }
-    return {job.id: found.get(job.doc_id) for job in jobs if job.doc_id in doc_ids}
-
-
-async def prepare_claimed(
-    conn: AsyncConnection, jobs: list[ClaimedJob]
-) -> dict[str, Subject | None]:
-    """Work done in the claim's own transaction, a batch at a time (saves one per job).
-
-    Returns the classify jobs' documents by job id, for `HandlerContext.subjects`.
-    """
-    return await start_classifications(conn, jobs)
-
-
-async def documents_requeued(conn: AsyncConnection, jobs: list[ClaimedJob]) -> None:
-    """Documents of classify jobs handed back unfinished are `queued` again, not `processing`."""
-    doc_ids = sorted({job.doc_id for job in jobs if job.kind == JobKind.CLASSIFY and job.doc_id})
-    if doc_ids:
-        rows = (await conn.execute(_REQUEUE, {"ids": doc_ids, "now": utc_now()})).mappings()
-        await record_events(conn, [DocumentChange.updated(row) for row in rows])
 
 
 async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
@@ -127,26 +112,61 @@ async def classify(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
         "confidence": result.confidence,
         "model_version": result.model_version,
     }
-
-    async def complete(conn: AsyncConnection) -> None:
-        now = utc_now()
-        params = {"doc_id": subject.doc_id, "classification": classification, "now": now}
-        row = (await conn.execute(_COMPLETE, params)).mappings().first()
-        if row is None:
-            return  # Deleted while it was being classified: nobody to tell.
-        await record_events(conn, [DocumentChange.updated(row)])
-        body = document_event(
-            event="document.completed",
-            doc_id=subject.doc_id,
-            owner=subject.owner,
-            status="complete",
-            classification=classification,
-            occurred_at=now,
-        )
-        await enqueue_notification(conn, ctx.settings, body, correlation_id=job.correlation_id)
-
     logger.info("classified %s as %s (%.2f)", subject.doc_id, result.label, result.confidence)
-    return complete
+    completion = Completion(subject.doc_id, classification, job.correlation_id, ctx.settings)
+    return Batched(complete_classifications, completion)
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A classified document, to be marked `complete` when its job's success is recorded."""
+
+    doc_id: str
+    classification: dict[str, Any]
+    correlation_id: str | None
+    settings: Settings
+
+
+async def complete_classifications(conn: AsyncConnection, done: Sequence[Completion]) -> None:
+    """Mark the documents `complete` with their classifications, tell their owners and webhook.
+
+    One UPDATE for the batch on PostgreSQL. A document deleted while it was being classified is
+    skipped: nobody to tell.
+    """
+    if not done:
+        return
+    now = utc_now()
+    if conn.dialect.name == "postgresql":
+        params = {
+            "doc_ids": [item.doc_id for item in done],
+            "classifications": [json.dumps(item.classification) for item in done],
+            "now": now,
+        }
+        found = {row["id"]: row for row in (await conn.execute(_COMPLETE_ALL, params)).mappings()}
+    else:
+        found = {}
+        for item in done:  # SQLite is in process: a statement costs no round trip.
+            params = {"doc_id": item.doc_id, "classification": item.classification, "now": now}
+            row = (await conn.execute(_COMPLETE, params)).mappings().first()
+            if row is not None:
+                found[item.doc_id] = row
+    completed = [(item, found[item.doc_id]) for item in done if item.doc_id in found]
+    await record_events(conn, [DocumentChange.updated(row) for _, row in completed])
+    notifications = [
+        Notification(
+            body=document_event(
+                event="document.completed",
+                doc_id=item.doc_id,
+                owner=row["owner"],
+                status="complete",
+                classification=item.classification,
+                occurred_at=now,
+            ),
+            correlation_id=item.correlation_id,
+        )
+        for item, row in completed
+    ]
+    await enqueue_notifications(conn, done[0].settings, notifications)
 
 
 def classify_failed(ctx: HandlerContext, job: ClaimedJob, message: str) -> Effects:

@@ -3,13 +3,15 @@
 A handler does its slow work (storage, classifier, HTTP) outside any transaction and returns its
 database effects as a function; the worker applies them in the same transaction that records the
 job's success, and only while it still holds the job's lease, so a job whose lease was lost
-leaves no trace.
+leaves no trace. Effects that are `Batched` are applied together with the others of their kind in
+the same transaction, in a statement or two for the whole batch instead of a few per job.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -21,6 +23,35 @@ from upload_service.storage.base import Storage
 
 Effects = Callable[[AsyncConnection], Awaitable[None]]
 """Database writes that commit together with the job's outcome."""
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Batched(Generic[T]):
+    """Effects that `apply` writes for many jobs at once: one job's `item` among its batch's.
+
+    Called alone it applies its own item; the worker instead hands every item of one `apply`
+    in a batch to a single call.
+    """
+
+    apply: Callable[[AsyncConnection, Sequence[T]], Awaitable[None]]
+    item: T
+
+    async def __call__(self, conn: AsyncConnection) -> None:
+        await self.apply(conn, [self.item])
+
+
+async def apply_effects(conn: AsyncConnection, effects: Sequence[Effects]) -> None:
+    """Apply several jobs' effects in `conn`'s transaction: each `Batched` kind in one call."""
+    batches: dict[Callable[[AsyncConnection, Sequence[Any]], Awaitable[None]], list[Any]] = {}
+    for effect in effects:
+        if isinstance(effect, Batched):
+            batches.setdefault(effect.apply, []).append(effect.item)
+        else:
+            await effect(conn)
+    for apply, items in batches.items():
+        await apply(conn, items)
 
 
 class PermanentJobError(Exception):

@@ -243,7 +243,8 @@ _RELEASE = (
 )
 
 
-def _claimed(row: Row[Any]) -> ClaimedJob:
+def claimed_job(row: Row[Any]) -> ClaimedJob:
+    """A claimed job from a row holding the claim's columns."""
     return ClaimedJob(
         id=row.id,
         kind=row.kind,
@@ -271,6 +272,27 @@ async def claim_jobs(
 
     With `skip_kind`, jobs of that kind are left in the queue.
     """
+    params = claim_params(
+        worker_id=worker_id, limit=limit, lease_s=lease_s, skip_kind=skip_kind, now=now
+    )
+    rows = (await db.execute(claim_statement(skip_kind), params)).all()
+    return by_due_time([claimed_job(row) for row in rows])
+
+
+def claim_statement(skip_kind: str | None) -> Update:
+    """The claim's `UPDATE … RETURNING` (for `claim_params`), to run alone or inside another."""
+    return _CLAIM if skip_kind is None else _CLAIM_EXCEPT_KIND
+
+
+def claim_params(
+    *,
+    worker_id: str,
+    limit: int,
+    lease_s: float,
+    skip_kind: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The parameters of `claim_statement`."""
     now = now or utc_now()
     params: dict[str, Any] = {
         "now": now,
@@ -278,12 +300,14 @@ async def claim_jobs(
         "worker_id": worker_id,
         "locked_until": now + timedelta(seconds=lease_s),
     }
-    statement = _CLAIM
     if skip_kind is not None:
-        statement = _CLAIM_EXCEPT_KIND
         params["skip_kind"] = skip_kind
-    rows = (await db.execute(statement, params)).all()
-    return sorted((_claimed(row) for row in rows), key=lambda job: (job.run_at, job.id))
+    return params
+
+
+def by_due_time(jobs: list[ClaimedJob]) -> list[ClaimedJob]:
+    """Claimed jobs in the order they became due (`RETURNING` keeps no order)."""
+    return sorted(jobs, key=lambda job: (job.run_at, job.id))
 
 
 async def renew_leases(
@@ -398,7 +422,7 @@ async def expired_waits(
         "limit": limit,
         "include_untried": include_untried,
     }
-    return [_claimed(row) for row in (await db.execute(_EXPIRED_WAITS, params)).all()]
+    return [claimed_job(row) for row in (await db.execute(_EXPIRED_WAITS, params)).all()]
 
 
 async def give_up_waiting(
@@ -438,4 +462,4 @@ async def release_jobs(
     if not job_ids:
         return []
     params = {"ids": list(job_ids), "worker_id": worker_id, "now": now or utc_now()}
-    return [_claimed(row) for row in (await db.execute(_RELEASE, params)).all()]
+    return [claimed_job(row) for row in (await db.execute(_RELEASE, params)).all()]

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,7 +24,7 @@ from ulid import ULID
 from upload_service.config import Settings
 from upload_service.jobs.handler_context import Effects, HandlerContext
 from upload_service.jobs.leases import ClaimedJob
-from upload_service.jobs.queue import JobKind, insert_job, utc_now
+from upload_service.jobs.queue import JobKind, NewJob, insert_jobs, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,14 @@ def document_event(
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A webhook body to deliver, and the correlation id its delivery job carries."""
+
+    body: dict[str, Any]
+    correlation_id: str | None
+
+
 async def enqueue_notification(
     conn: AsyncConnection,
     settings: Settings,
@@ -102,16 +112,28 @@ async def enqueue_notification(
     correlation_id: str | None,
 ) -> None:
     """Queue the delivery of `body` in the caller's transaction, when a webhook is configured."""
-    if not settings.notification_url:
+    await enqueue_notifications(conn, settings, [Notification(body, correlation_id)])
+
+
+async def enqueue_notifications(
+    conn: AsyncConnection, settings: Settings, notifications: Sequence[Notification]
+) -> None:
+    """Queue several deliveries in one statement, in the caller's transaction (if configured)."""
+    if not settings.notification_url or not notifications:
         return
-    await insert_job(
+    await insert_jobs(
         conn,
-        kind=JobKind.NOTIFY,
-        doc_id=body["doc_id"],
-        owner=body["owner"],
-        payload={"event": body},
-        correlation_id=correlation_id,
-        max_attempts=settings.job_max_attempts,
+        [
+            NewJob(
+                kind=JobKind.NOTIFY,
+                doc_id=notification.body["doc_id"],
+                owner=notification.body["owner"],
+                payload={"event": notification.body},
+                correlation_id=notification.correlation_id,
+                max_attempts=settings.job_max_attempts,
+            )
+            for notification in notifications
+        ],
     )
 
 

@@ -9,6 +9,7 @@ dependency is unavailable waits for it with the same backoff, its attempts not c
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -164,6 +165,19 @@ async def enqueue(
     return job
 
 
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job for `insert_jobs` to queue (the arguments of `insert_job`)."""
+
+    kind: str
+    doc_id: str | None = None
+    owner: str | None = None
+    payload: dict[str, Any] | None = None
+    correlation_id: str | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    run_at: datetime | None = None
+
+
 async def insert_job(
     db: Database,
     *,
@@ -176,18 +190,29 @@ async def insert_job(
     run_at: datetime | None = None,
 ) -> str:
     """Like `enqueue`, as one Core INSERT in the caller's transaction; returns the job id."""
-    values = _new_job(
-        kind=kind,
-        doc_id=doc_id,
-        owner=owner,
-        payload=payload,
-        correlation_id=correlation_id,
-        max_attempts=max_attempts,
-        run_at=run_at,
-    )
-    await db.execute(insert(JOBS), values)
+    job = NewJob(kind, doc_id, owner, payload, correlation_id, max_attempts, run_at)
+    return (await insert_jobs(db, [job]))[0]
+
+
+async def insert_jobs(db: Database, jobs: Sequence[NewJob]) -> list[str]:
+    """Queue `jobs` with one INSERT (and one wake-up) in the caller's transaction; their ids."""
+    if not jobs:
+        return []
+    rows = [
+        _new_job(
+            kind=job.kind,
+            doc_id=job.doc_id,
+            owner=job.owner,
+            payload=job.payload,
+            correlation_id=job.correlation_id,
+            max_attempts=job.max_attempts,
+            run_at=job.run_at,
+        )
+        for job in jobs
+    ]
+    await db.execute(insert(JOBS), rows)
     await wake_workers(db if isinstance(db, AsyncConnection) else await db.connection())
-    return str(values["id"])
+    return [str(row["id"]) for row in rows]
 
 
 async def insert_singleton_job(

@@ -3,9 +3,10 @@
 One dispatcher task claims as many jobs as there are free slots (up to ten per statement) and
 starts a task for each, so a claimed job is always a running job. Successes are committed in
 groups: while one transaction records a batch, the next batch gathers, so under load a commit
-serves many jobs and when idle it serves one without waiting. A housekeeping task renews the
-leases of running jobs and puts back in the queue the jobs of workers that died; unless
-`JANITOR_INTERVAL_S` is 0, a schedule task makes sure one janitor job runs per interval.
+serves many jobs and when idle it serves one without waiting; its effects are applied a kind at
+a time (`Batched`) and its events written in one statement (`one_outbox_write`). A housekeeping
+task renews the leases of running jobs and puts back in the queue the jobs of workers that died;
+unless `JANITOR_INTERVAL_S` is 0, a schedule task makes sure one janitor job runs per interval.
 `stop()` stops claiming, lets running jobs finish for a while, then hands back what is left, so
 that another worker can take it at once instead of waiting for its lease to run out.
 
@@ -35,12 +36,16 @@ from ulid import ULID
 
 from upload_service.classifier.base import Classifier
 from upload_service.config import Settings
-from upload_service.events.outbox import JOBS_CHANNEL, wake_workers
+from upload_service.events.outbox import JOBS_CHANNEL, one_outbox_write, wake_workers
 from upload_service.events.wakeups import Wakeups
 from upload_service.jobs.breaker import CircuitBreaker, GuardedClassifier
-from upload_service.jobs.classification import documents_requeued, prepare_claimed
 from upload_service.jobs.classifier_probe import ClassifierProbe, gave_up
-from upload_service.jobs.handler_context import Effects, HandlerContext, PermanentJobError
+from upload_service.jobs.handler_context import (
+    Effects,
+    HandlerContext,
+    PermanentJobError,
+    apply_effects,
+)
 from upload_service.jobs.handlers import (
     FAILURE_EFFECTS,
     HANDLERS,
@@ -51,7 +56,6 @@ from upload_service.jobs.handlers import (
 )
 from upload_service.jobs.leases import (
     ClaimedJob,
-    claim_jobs,
     defer_job,
     mark_failed,
     mark_succeeded,
@@ -60,6 +64,7 @@ from upload_service.jobs.leases import (
     requeue_expired,
     schedule_retry,
 )
+from upload_service.jobs.processing import claim_and_prepare, documents_requeued
 from upload_service.jobs.queue import Backoff, JobKind, utc_now
 from upload_service.jobs.scheduler import JanitorScheduler
 from upload_service.observability.context import correlation_id_var
@@ -240,14 +245,13 @@ class Worker:
                 continue
             try:
                 async with self._engine.begin() as conn:
-                    jobs = await claim_jobs(
+                    jobs, subjects = await claim_and_prepare(
                         conn,
                         worker_id=self.worker_id,
                         limit=min(free, MAX_CLAIM_BATCH),
                         lease_s=self._lease_s,
                         skip_kind=JobKind.CLASSIFY if self._breaker.is_open else None,
                     )
-                    subjects = await prepare_claimed(conn, jobs)
             except Exception:
                 errors += 1
                 logger.exception("worker %s could not claim jobs", self.worker_id)
@@ -357,14 +361,14 @@ class Worker:
                             success.recorded.set_exception(exc)
 
     async def _commit_batch(self, batch: list[_Success]) -> None:
-        async with self._engine.begin() as conn:
+        async with self._engine.begin() as conn, one_outbox_write(conn):
             held = await mark_succeeded(
                 conn, [success.job.id for success in batch], worker_id=self.worker_id
             )
-            for success in batch:
-                # A job whose lease was taken over leaves no trace: its effects are dropped.
-                if success.job.id in held and success.effects is not None:
-                    await success.effects(conn)
+            # A job whose lease was taken over leaves no trace: its effects are dropped.
+            await apply_effects(
+                conn, [s.effects for s in batch if s.job.id in held and s.effects is not None]
+            )
         for success in batch:
             if success.job.id in held:
                 record_job(success.job.kind, "succeeded")

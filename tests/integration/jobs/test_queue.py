@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from tests.integration.jobs.support import get_job
+from tests.integration.jobs.support import get_document, get_job, store_document
+from upload_service.db.models import DocumentEvent
 from upload_service.jobs.leases import (
     claim_jobs,
     mark_failed,
@@ -18,7 +21,9 @@ from upload_service.jobs.leases import (
     requeue_expired,
     schedule_retry,
 )
+from upload_service.jobs.processing import claim_and_prepare
 from upload_service.jobs.queue import enqueue, utc_now
+from upload_service.storage.local import LocalStorage
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -150,3 +155,34 @@ async def test_released_job_is_claimable_at_once_and_its_attempt_not_counted(
     async with pg_sessions.begin() as session:
         [again] = await claim_jobs(session, worker_id="w2", limit=1, lease_s=30)
     assert again.attempts == 1
+
+
+async def test_a_claim_starts_its_classify_jobs_documents_in_the_same_statement(
+    pg_sessions: Sessions, pg_clean: AsyncEngine, tmp_path: Path
+) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    item = await store_document(pg_sessions, storage, b"%PDF-1.4 x", owner="alice")
+    async with pg_sessions.begin() as session:  # A second classify job of the same document.
+        await enqueue(session, kind="classify", doc_id=item.doc_id, owner="alice")
+    [janitor_id] = await _enqueue(pg_sessions)
+
+    async with pg_clean.begin() as conn:
+        # While the classifier's breaker is open, classify jobs (and documents) stay put.
+        skipped, none = await claim_and_prepare(
+            conn, worker_id="w", limit=10, lease_s=30, skip_kind="classify"
+        )
+    assert ([job.id for job in skipped], none) == ([janitor_id], {})
+    assert (await get_document(pg_sessions, item.doc_id)).status == "queued"
+
+    async with pg_clean.begin() as conn:
+        jobs, subjects = await claim_and_prepare(conn, worker_id="w", limit=10, lease_s=30)
+    assert [job.kind for job in jobs] == ["classify", "classify"]
+    assert all(job.attempts == 1 for job in jobs)
+    # Both jobs see the document, which went `processing` once: one event.
+    assert {job_id: subject and subject.doc_id for job_id, subject in subjects.items()} == {
+        job.id: item.doc_id for job in jobs
+    }
+    assert (await get_document(pg_sessions, item.doc_id)).status == "processing"
+    async with pg_sessions() as session:
+        events = (await session.scalars(select(DocumentEvent).order_by(DocumentEvent.id))).all()
+    assert [(e.doc_id, e.data["status"]) for e in events] == [(item.doc_id, "processing")]

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.fixtures.app import MakeSettings
@@ -14,6 +14,7 @@ from tests.integration.jobs.support import (
     BlockingClassifier,
     FixedClassifier,
     FlakyClassifier,
+    WebhookReceiver,
     finished,
     get_document,
     get_job,
@@ -24,8 +25,9 @@ from tests.integration.jobs.support import (
     wait_for_job,
 )
 from tests.samples import sample_documents
+from upload_service.classifier.base import Classification, Content, DocumentToClassify
 from upload_service.classifier.reference import InProcessClassifier
-from upload_service.db.models import Document, Job
+from upload_service.db.models import Document, DocumentEvent, Job
 from upload_service.errors import ClassifierFailed, ClassifierRejected
 from upload_service.jobs.queue import Backoff, enqueue
 from upload_service.storage.local import LocalStorage
@@ -167,6 +169,69 @@ async def test_a_deleted_document_ends_its_job_quietly(
         job = await wait_for_job(pg_sessions, item.task_id, finished)
     assert job.status == "succeeded"
     assert classifier.calls == []
+
+
+class LabelPerDocument(BlockingClassifier):
+    """Holds every call until released, then answers the label chosen for that document."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        super().__init__()
+        self.labels = labels
+
+    async def classify(self, doc: DocumentToClassify, content: Content) -> Classification:
+        await super().classify(doc, content)
+        return Classification(self.labels[doc.doc_id], 0.5, "per-doc")
+
+
+async def test_a_batch_of_successes_gives_each_document_its_own_label_and_skips_a_deleted_one(
+    pg_sessions: Sessions,
+    storage: LocalStorage,
+    make_settings: MakeSettings,
+    receiver: WebhookReceiver,
+) -> None:
+    items = [await store_document(pg_sessions, storage, b"%PDF-1.4 x") for _ in range(4)]
+    names = ["invoice", "receipt", "contract", "letter"]
+    labels = {item.doc_id: name for item, name in zip(items, names, strict=True)}
+    classifier = LabelPerDocument(labels)
+    settings = make_settings(notification_url=receiver.url)
+    async with running_worker(pg_sessions, storage, classifier, settings):
+        # All four are claimed and held; one document goes away meanwhile.
+        await wait_for(
+            lambda: jobs_of(pg_sessions, kind="classify"),
+            lambda jobs: all(job.status == "running" for job in jobs),
+        )
+        async with pg_sessions.begin() as session:
+            await session.delete(await session.get(Document, items[1].doc_id))
+        classifier.release.set()  # They end together: their successes commit as one batch.
+        for item in items:
+            assert item.task_id is not None
+            job = await wait_for_job(pg_sessions, item.task_id, finished)
+            assert (job.status, job.attempts) == ("succeeded", 1)
+        notified = await wait_for(
+            lambda: jobs_of(pg_sessions, kind="notify"), lambda jobs: len(jobs) >= 3
+        )
+    for item in (items[0], items[2], items[3]):
+        document = await get_document(pg_sessions, item.doc_id)
+        assert document.status == "complete"
+        assert document.error is None
+        assert document.classification == {
+            "label": labels[item.doc_id],
+            "confidence": 0.5,
+            "model_version": "per-doc",
+        }
+    # One webhook delivery for each document completed, none for the one deleted.
+    assert sorted(job.doc_id or "" for job in notified) == sorted(
+        [items[0].doc_id, items[2].doc_id, items[3].doc_id]
+    )
+    async with pg_sessions() as session:
+        events = (await session.scalars(select(DocumentEvent).order_by(DocumentEvent.id))).all()
+    completed = [e.doc_id for e in events if e.data.get("status") == "complete"]
+    assert sorted(completed) == sorted([items[0].doc_id, items[2].doc_id, items[3].doc_id])
+    assert all(
+        e.data["classification"]["label"] == labels[e.doc_id]
+        for e in events
+        if e.data.get("status") == "complete"
+    )
 
 
 async def test_each_job_runs_under_its_correlation_id(
