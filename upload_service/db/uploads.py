@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.db.models import Base, Upload, utcnow
 from upload_service.db.outage import database_required
+from upload_service.db.owner_locks import UPLOADS_SPACE, lock_owner
 from upload_service.errors import TooManyOpenUploads
 
 UPLOADS: Table = Base.metadata.tables["uploads"]
@@ -40,8 +41,17 @@ def _lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 async def create(sessions: async_sessionmaker[AsyncSession], upload: Upload, cap: int) -> None:
-    """Insert a new upload unless its owner already holds `cap` unfinished ones (429)."""
+    """Insert a new upload unless its owner already holds `cap` unfinished ones (429).
+
+    One owner's creations take turns, so a burst of them at `cap - 1` makes one upload, not
+    many: on PostgreSQL under the owner's lock, taken before the count (a statement of its own,
+    so it sees what the previous holder committed); on SQLite the insert, made first, takes the
+    one write lock, which the other creations wait for before their own insert and count.
+    """
     async with database_required("creating an upload"), sessions() as session:
+        await lock_owner(await session.connection(), UPLOADS_SPACE, upload.owner)
+        session.add(upload)
+        await session.flush()
         held = await session.scalar(
             select(func.count())
             .select_from(UPLOADS)
@@ -51,9 +61,8 @@ async def create(sessions: async_sessionmaker[AsyncSession], upload: Upload, cap
                 _c.expires_at > utcnow(),
             )
         )
-        if (held or 0) >= cap:
+        if (held or 0) > cap:  # This one included; leaving rolls it back.
             raise TooManyOpenUploads(cap)
-        session.add(upload)
         await session.commit()
 
 
