@@ -12,7 +12,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from upload_service.db.models import Base, Upload, utcnow
@@ -28,9 +39,16 @@ FINISHING = "finishing"
 DONE = "done"
 TERMINATED = "terminated"
 EXPIRED = "expired"
+# Ended (they answer 410), but their bytes may still be in storage: whoever ends an upload
+# holds it here until its discard succeeded, and the janitor discards again what a failure or
+# a crash left, so an ended upload leaves nothing behind in the end.
+TERMINATING = "terminating"
+EXPIRING = "expiring"
+DISCARDING_STATES = (TERMINATING, EXPIRING)
 # Unfinished: the bytes and storage handles are still wanted.
 LIVE_STATES = (OPEN, FINISHING)
 ENDED_STATES = (DONE, TERMINATED, EXPIRED)
+GONE_STATES = (TERMINATED, EXPIRED, *DISCARDING_STATES)
 
 # A lease outlives a dead process by at most this long; a live one renews it well before.
 LEASE_S = 10.0
@@ -269,6 +287,52 @@ async def end(
         locked_by=None,
         locked_until=None,
     )
+
+
+async def begin_discard(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str, state: str
+) -> bool:
+    """End the upload as the lease holder, bound for `state` (terminated, expired): it is
+    `terminating` or `expiring` until `discarded`, and the holder keeps the lease to discard."""
+    return await _changed(
+        sessions,
+        f"marking an upload {state}",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        _c.state.in_(LIVE_STATES),
+        state=TERMINATING if state == TERMINATED else EXPIRING,
+    )
+
+
+async def discarded(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str
+) -> bool:
+    """The ended upload's bytes are gone: `terminated` or `expired` now, the lease let go."""
+    return await _changed(
+        sessions,
+        "marking an upload's bytes discarded",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        _c.state.in_(DISCARDING_STATES),
+        state=case((_c.state == TERMINATING, TERMINATED), else_=EXPIRED),
+        locked_by=None,
+        locked_until=None,
+    )
+
+
+async def discarding_ids(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime, limit: int
+) -> list[str]:
+    """Ended uploads whose bytes may remain and whose lease is free: the janitor's to discard
+    again (their discard failed, or their process died before it)."""
+    async with database_required("finding uploads to discard"), sessions() as session:
+        rows = await session.scalars(
+            select(_c.id)
+            .where(_c.state.in_(DISCARDING_STATES), _lease_free(now))
+            .order_by(_c.updated_at)
+            .limit(limit)
+        )
+        return list(rows)
 
 
 async def mark_done(session: AsyncSession, upload_id: str, holder: str) -> bool:
