@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -265,3 +266,54 @@ def test_a_refused_type_shows_the_services_message_and_is_forgotten(
     assert "Traceback" not in result.stderr
     assert scene.entries() == {}
     assert scene.documents() == []
+
+
+@contextlib.contextmanager
+def ended(process: subprocess.Popen[str]) -> Iterator[None]:
+    """The command this test started is gone after the block, whatever the block did."""
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def test_ctrl_c_with_wait_stops_cleanly_while_sending_and_while_waiting(
+    scene: Scene, tmp_path: Path
+) -> None:
+    # No worker runs: the document stays queued, so `--wait` waits until it is interrupted.
+    size = 10 * MIB
+    path = a_pdf(tmp_path, size)
+    command = scene.command(path, extra=("--chunk-size", "128KiB", "--wait"))
+    sending = scene.start(command)
+    with ended(sending):
+        upload_url = scene.upload_url()
+        scene.wait_for_offset(upload_url, size // 3)
+        sending.send_signal(signal.SIGINT)
+        _, stderr = sending.communicate(timeout=30)
+    assert sending.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted: run the same command again to resume" in stderr
+    assert [entry["upload_url"] for entry in scene.entries().values()] == [upload_url]
+
+    waiting = scene.start(command)
+    with ended(waiting):
+        deadline = time.monotonic() + 60
+        while scene.entries() and time.monotonic() < deadline:
+            time.sleep(0.05)  # Forgotten once the document exists: then it waits.
+        assert scene.entries() == {}
+        time.sleep(0.5)
+        assert waiting.poll() is None  # Still waiting for a classification that never comes.
+        waiting.send_signal(signal.SIGINT)
+        stdout, stderr = waiting.communicate(timeout=30)
+    assert waiting.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert re.search(r"resuming from byte \d+ of \d+", stderr), stderr  # It continued.
+    assert stderr.strip().splitlines()[-1] == (
+        "interrupted while waiting: the documents above are uploaded"
+    )
+    doc_id, status, printed = stdout.strip().split("\t")
+    (document,) = scene.documents()
+    assert (document["doc_id"], status, printed) == (doc_id, "queued", str(path))
+    assert document["sha256"] == sha256_of(path)

@@ -105,6 +105,16 @@ def byte_size(text: str) -> int:
 
 
 def _upload(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        return _upload_files(args, settings)
+    except KeyboardInterrupt:
+        # Caught further in wherever the state is worth a word; anywhere else, no traceback
+        # either: the resume store is rewritten atomically, so what it holds stays usable.
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _upload_files(args: argparse.Namespace, settings: Settings) -> int:
     from upload_service.cli.resume_store import token_subject
     from upload_service.cli.uploader import TusOptions, upload_files
     from upload_service.edge.auth import mint_token
@@ -148,6 +158,9 @@ def _upload(args: argparse.Namespace, settings: Settings) -> int:
         else:
             print(f"{outcome.doc_id}\t{outcome.status}\t{outcome.path}")
     if any(outcome.interrupted for outcome in outcomes):
+        if any(outcome.interrupted and outcome.doc_id for outcome in outcomes):
+            # Ctrl-C came while waiting for the classification: the documents exist.
+            print("interrupted while waiting: the documents above are uploaded", file=sys.stderr)
         return 130  # What a shell reports for a command ended by Ctrl-C.
     return 1 if any(outcome.error or outcome.status == "failed" for outcome in outcomes) else 0
 

@@ -22,6 +22,7 @@ from upload_service.cli.tus_client import (
     TUS_HEADERS,
     FileChanged,
     TusClient,
+    TusUnavailable,
     UploadGone,
     UploadRefused,
 )
@@ -68,6 +69,8 @@ def upload_resumably(
                     url = None
             else:
                 return UploadOutcome(path, error="the service lost the upload twice; run again")
+    except TusUnavailable:
+        raise  # The caller's to decide: another door, or an error.
     except UploadRefused as exc:
         if exc.final:
             store.forget(file)

@@ -27,6 +27,8 @@ DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 # Worth another try after a pause: the connection, a restarting or overloaded server, a PATCH
 # still holding the lock, or an offset that moved (the HEAD that follows says where to).
 _TRANSIENT = frozenset({408, 409, 423, 460, 500, 502, 503, 504})
+# What a creation meets where no tus endpoint is routed (a deployment from before tus).
+_NO_TUS = frozenset({404, 405, 501})
 
 
 class UploadGone(Exception):
@@ -40,6 +42,10 @@ class UploadRefused(Exception):
         super().__init__(message)
         self.message = message
         self.final = final
+
+
+class TusUnavailable(UploadRefused):
+    """The service has no tus endpoint (an older deployment): creation met 404, 405 or 501."""
 
 
 class FileChanged(Exception):
@@ -129,6 +135,11 @@ class TusClient:
             else:
                 if response.status_code == 201 and "Location" in response.headers:
                     return str(response.url.join(response.headers["Location"]))
+                if response.status_code in _NO_TUS:
+                    raise TusUnavailable(
+                        f"the service offers no resumable (tus) uploads: POST {TUS_ENDPOINT} "
+                        f"answered HTTP {response.status_code}"
+                    )
                 if response.status_code < 500:
                     raise UploadRefused(describe_error(response))
                 problem = describe_error(response)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +30,7 @@ from rich.progress import (
 from upload_service.cli.outcomes import UploadOutcome, describe_error
 from upload_service.cli.resumable import ProgressHooks, upload_resumably
 from upload_service.cli.resume_store import LocalFile, ResumeStore, default_state_dir
-from upload_service.cli.tus_client import DEFAULT_CHUNK_SIZE, TusClient
+from upload_service.cli.tus_client import DEFAULT_CHUNK_SIZE, TusClient, TusUnavailable
 
 __all__ = ["SLICE", "TusOptions", "UploadOutcome", "describe_error", "upload_files"]
 
@@ -103,7 +103,8 @@ def upload_files(
 ) -> list[UploadOutcome]:
     """Upload each file, showing progress; with `wait`, poll until each is classified.
 
-    Ctrl-C ends the run: the file being sent is reported interrupted, the rest are not tried.
+    Ctrl-C ends the run: the file being sent is reported interrupted, the rest are not tried;
+    while waiting, it ends the waiting only (the documents exist and are reported as they stand).
     `send` uploads one file another way (`direct_client`); by default the file's size chooses
     between tus and `POST /v1/documents`. `transport` replaces the network (tests).
     """
@@ -137,8 +138,23 @@ def upload_files(
                 outcomes.append(_interrupted(path, resumable=resumable))
                 return outcomes
         if wait:
-            outcomes = [_wait_for(client, outcome, wait_timeout_s) for outcome in outcomes]
+            outcomes = _wait_for_all(client, outcomes, wait_timeout_s)
     return outcomes
+
+
+def _wait_for_all(
+    client: httpx.Client, outcomes: list[UploadOutcome], timeout_s: float
+) -> list[UploadOutcome]:
+    """Each outcome once its document is classified; Ctrl-C stops the waiting only: the
+    documents exist, so each is reported with the status it had (and marked interrupted)."""
+    waited: list[UploadOutcome] = []
+    for outcome in outcomes:
+        try:
+            waited.append(_wait_for(client, outcome, timeout_s))
+        except KeyboardInterrupt:
+            left = outcomes[len(waited) :]
+            return waited + [replace(each, interrupted=True) for each in left]
+    return waited
 
 
 def _interrupted(path: Path, *, resumable: bool) -> UploadOutcome:
@@ -158,10 +174,14 @@ class _Sender:
         self._tus = tus
         self._tus_client = TusClient(client, chunk_size=tus.chunk_size)
         self._store = ResumeStore(tus.state_dir or default_state_dir())
+        self._no_tus_here = False  # Learnt from the first creation: the rest go multipart.
+
+    def _over_tus(self, size: int) -> bool:
+        return self._tus.applies_to(size) and not self._no_tus_here
 
     def resumable(self, path: Path) -> bool:
         """True when an interrupted upload of `path` can be resumed by the next run."""
-        return path.is_file() and self._tus.applies_to(path.stat().st_size)
+        return path.is_file() and self._over_tus(path.stat().st_size)
 
     def upload(self, path: Path) -> UploadOutcome:
         """One file's upload, over tus or multipart."""
@@ -169,8 +189,24 @@ class _Sender:
             return UploadOutcome(path, error="not a readable file")
         size = path.stat().st_size
         task: TaskID = self._progress.add_task(path.name, total=size)
-        if not self._tus.applies_to(size):
+        if not self._over_tus(size):
             return _upload_multipart(self._client, path, lambda n: self._progress.advance(task, n))
+        try:
+            return self._upload_resumably(path, size, task)
+        except TusUnavailable as exc:
+            if self._tus.mode == "always":
+                return UploadOutcome(path, error=f"{exc.message}; run without --tus")
+            # Auto mode against a deployment from before tus: whole files, as it always took.
+            self._console.print(
+                f"note: {exc.message}; sending whole files instead",
+                soft_wrap=True,  # One line however narrow the terminal.
+                markup=False,
+                highlight=False,
+            )
+            self._no_tus_here = True
+            return _upload_multipart(self._client, path, lambda n: self._progress.advance(task, n))
+
+    def _upload_resumably(self, path: Path, size: int, task: TaskID) -> UploadOutcome:
         file = LocalFile.of(path, server=str(self._client.base_url), subject=self._tus.subject)
 
         def on_resume(offset: int) -> None:

@@ -12,12 +12,24 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Update,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from upload_service.db.driver_statements import DriverStatement
 from upload_service.db.models import Base, Upload, utcnow
 from upload_service.db.outage import database_required
+from upload_service.db.owner_locks import UPLOADS_SPACE, lock_owner
 from upload_service.errors import TooManyOpenUploads
 
 UPLOADS: Table = Base.metadata.tables["uploads"]
@@ -28,9 +40,16 @@ FINISHING = "finishing"
 DONE = "done"
 TERMINATED = "terminated"
 EXPIRED = "expired"
+# Ended (they answer 410), but their bytes may still be in storage: whoever ends an upload
+# holds it here until its discard succeeded, and the janitor discards again what a failure or
+# a crash left, so an ended upload leaves nothing behind in the end.
+TERMINATING = "terminating"
+EXPIRING = "expiring"
+DISCARDING_STATES = (TERMINATING, EXPIRING)
 # Unfinished: the bytes and storage handles are still wanted.
 LIVE_STATES = (OPEN, FINISHING)
 ENDED_STATES = (DONE, TERMINATED, EXPIRED)
+GONE_STATES = (TERMINATED, EXPIRED, *DISCARDING_STATES)
 
 # A lease outlives a dead process by at most this long; a live one renews it well before.
 LEASE_S = 10.0
@@ -41,8 +60,17 @@ def _lease_free(now: datetime) -> ColumnElement[bool]:
 
 
 async def create(sessions: async_sessionmaker[AsyncSession], upload: Upload, cap: int) -> None:
-    """Insert a new upload unless its owner already holds `cap` unfinished ones (429)."""
+    """Insert a new upload unless its owner already holds `cap` unfinished ones (429).
+
+    One owner's creations take turns, so a burst of them at `cap - 1` makes one upload, not
+    many: on PostgreSQL under the owner's lock, taken before the count (a statement of its own,
+    so it sees what the previous holder committed); on SQLite the insert, made first, takes the
+    one write lock, which the other creations wait for before their own insert and count.
+    """
     async with database_required("creating an upload"), sessions() as session:
+        await lock_owner(await session.connection(), UPLOADS_SPACE, upload.owner)
+        session.add(upload)
+        await session.flush()
         held = await session.scalar(
             select(func.count())
             .select_from(UPLOADS)
@@ -52,9 +80,8 @@ async def create(sessions: async_sessionmaker[AsyncSession], upload: Upload, cap
                 _c.expires_at > utcnow(),
             )
         )
-        if (held or 0) >= cap:
+        if (held or 0) > cap:  # This one included; leaving rolls it back.
             raise TooManyOpenUploads(cap)
-        session.add(upload)
         await session.commit()
 
 
@@ -258,6 +285,52 @@ async def end(
         locked_by=None,
         locked_until=None,
     )
+
+
+async def begin_discard(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str, state: str
+) -> bool:
+    """End the upload as the lease holder, bound for `state` (terminated, expired): it is
+    `terminating` or `expiring` until `discarded`, and the holder keeps the lease to discard."""
+    return await _changed(
+        sessions,
+        f"marking an upload {state}",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        _c.state.in_(LIVE_STATES),
+        state=TERMINATING if state == TERMINATED else EXPIRING,
+    )
+
+
+async def discarded(
+    sessions: async_sessionmaker[AsyncSession], upload_id: str, holder: str
+) -> bool:
+    """The ended upload's bytes are gone: `terminated` or `expired` now, the lease let go."""
+    return await _changed(
+        sessions,
+        "marking an upload's bytes discarded",
+        _c.id == upload_id,
+        _c.locked_by == holder,
+        _c.state.in_(DISCARDING_STATES),
+        state=case((_c.state == TERMINATING, TERMINATED), else_=EXPIRED),
+        locked_by=None,
+        locked_until=None,
+    )
+
+
+async def discarding_ids(
+    sessions: async_sessionmaker[AsyncSession], *, now: datetime, limit: int
+) -> list[str]:
+    """Ended uploads whose bytes may remain and whose lease is free: the janitor's to discard
+    again (their discard failed, or their process died before it)."""
+    async with database_required("finding uploads to discard"), sessions() as session:
+        rows = await session.scalars(
+            select(_c.id)
+            .where(_c.state.in_(DISCARDING_STATES), _lease_free(now))
+            .order_by(_c.updated_at)
+            .limit(limit)
+        )
+        return list(rows)
 
 
 async def mark_done(session: AsyncSession, upload_id: str, holder: str) -> bool:

@@ -20,7 +20,6 @@ once per job, and each change costs no round trip of its own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -32,12 +31,14 @@ from sqlalchemy import Table, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from upload_service.db.models import Base, Document, utcnow
+from upload_service.db.owner_locks import EVENTS_SPACE
+from upload_service.db.owner_locks import owner_key as owner_key
 
 EVENTS: Table = Base.metadata.tables["document_events"]
 EVENTS_CHANNEL = "document_events"
 JOBS_CHANNEL = "upload_jobs"
 # The first key of PostgreSQL's two-key advisory locks: a space of our own for owner locks.
-_LOCK_SPACE = 0x0E17
+_LOCK_SPACE = EVENTS_SPACE
 PENDING_WAKEUPS = "upload_service.pending_wakeups"
 """Key in a connection's `info` of the (channel, payload) wake-ups a SQLite commit sends."""
 _COLLECTED = "upload_service.collected_outbox"
@@ -74,13 +75,6 @@ _INSERT = insert(EVENTS).values(
     data=bindparam("data"),
     created_at=bindparam("created_at"),
 )
-
-
-def owner_key(owner: str) -> int:
-    """A stable 32-bit key for `owner`: its lock, and the payload of its wake-up."""
-    return int.from_bytes(
-        hashlib.blake2b(owner.encode(), digest_size=4).digest(), "big", signed=True
-    )
 
 
 def _iso(moment: datetime) -> str:

@@ -9,8 +9,9 @@ listing streams, and looked up again `JANITOR_SETTLE_S` later before anything is
 an object from the start of its multipart upload, not its completion, so the object of a long
 upload that completed a moment ago looks old while its row is a moment from committing.
 
-It also expires resumable uploads past their time (`upload_expiry`), and spares the objects and
-unfinished writes of the live ones; removes direct uploads never completed (`direct_expiry`; its
+It also expires resumable uploads past their time, discards again the bytes of ended ones whose
+discard failed (`upload_expiry`), and spares the objects and unfinished writes of the live
+ones; removes direct uploads never completed (`direct_expiry`; its
 abort of unfinished writes stays under `raw/`, so a direct upload's open multipart upload under
 `staging/` is alive until that upload expires); forgets `Idempotency-Key`s past their 24
 hours, and events past `EVENTS_RETENTION_S`.
@@ -37,6 +38,7 @@ from upload_service.jobs.leases import ClaimedJob
 from upload_service.jobs.queue import utc_now
 from upload_service.jobs.upload_expiry import (
     expire_uploads,
+    finish_discards,
     live_upload_keys,
     purge_ended_uploads,
 )
@@ -130,6 +132,7 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     processes."""
     older_than = timedelta(seconds=ctx.settings.janitor_orphan_age_s)
     uploads_expired = await expire_uploads(ctx.engine, ctx.storage)
+    rediscarded = await finish_discards(ctx.engine, ctx.storage)
     # Read after the expiry: the keys of uploads still alive, whose writes and objects stay.
     live = await live_upload_keys(ctx.engine)
     aborted = await ctx.storage.abort_incomplete_uploads(older_than, RAW_PREFIX, keep=live)
@@ -144,12 +147,14 @@ async def janitor(ctx: HandlerContext, job: ClaimedJob) -> Effects | None:
     events = await purge_old_events(ctx.engine, retention_s=ctx.settings.events_retention_s)
     leases = await purge_expired_leases(ctx.engine)
     logger.info(
-        "janitor %s: %d resumable upload(s) expired, %d ended one(s) forgotten, %d unfinished "
+        "janitor %s: %d resumable upload(s) expired, %d ended one(s) discarded on a retry, "
+        "%d ended one(s) forgotten, %d unfinished "
         "write(s) aborted, %d of %d old object(s) removed (no row), %d expired "
         "Idempotency-Key(s) forgotten, %d direct upload(s) expired, %d staged leftover(s) "
         "removed, %d old event(s) forgotten, %d expired stream lease(s) removed",
         job.id,
         uploads_expired,
+        rediscarded,
         forgotten,
         aborted,
         sweep.removed,

@@ -12,6 +12,7 @@ from upload_service.cli.tus_client import (
     SLICE,
     Backoff,
     TusClient,
+    TusUnavailable,
     UploadGone,
     UploadRefused,
 )
@@ -157,6 +158,15 @@ def test_creation_refusals_are_reported_with_retry_after_and_5xx_retried() -> No
     server.next_create.extend([503, 502])
     assert client.create(10, {"filename": "a.pdf"}).endswith("/v1/uploads/tus/u1")
     assert recorder.sleeps == [0.1, 0.2]
+
+
+@pytest.mark.parametrize("status", [404, 405, 501])
+def test_a_server_without_a_tus_endpoint_is_told_apart_at_once(status: int) -> None:
+    server, recorder = FakeTusServer(), Recorder()
+    server.next_create.append(status)
+    with pytest.raises(TusUnavailable, match=f"answered HTTP {status}"):
+        tus_client(server, recorder).create(10, {"filename": "a.pdf"})
+    assert recorder.sleeps == []  # Not retried: no tus endpoint will appear.
 
 
 def test_a_finished_upload_is_not_sent_again() -> None:

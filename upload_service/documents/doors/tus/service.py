@@ -127,7 +127,7 @@ async def find_owned(ctx: TusContext, upload_id: str, owner: str) -> Upload:
     upload = await store.find(ctx.sessions, upload_id)
     if upload is None or upload.owner != owner:
         raise UploadNotFound()
-    if upload.state in (store.TERMINATED, store.EXPIRED):
+    if upload.state in store.GONE_STATES:
         raise UploadGone()
     if upload.state == store.OPEN and upload.expires_at <= utcnow():
         raise UploadGone("The upload expired")
@@ -284,13 +284,18 @@ async def _write(
 
 async def _end(ctx: TusContext, upload: Upload, lease: Held, state: str) -> None:
     """End the upload (terminated, expired) and remove its bytes: no partial object stays, and
-    no object either when its bytes were already all in."""
-    if not await store.end(ctx.sessions, upload.id, lease.holder, state):
+    no object either when its bytes were already all in. A discard that fails leaves it ended
+    all the same (410, `terminating`) with its lease let go: the janitor discards again."""
+    if not await store.begin_discard(ctx.sessions, upload.id, lease.holder, state):
         raise UploadLocked()  # The lease lapsed and was taken meanwhile.
-    lease.released = True
     ctx.checks.forget(upload.id)
     partials = ctx.storage.partial_objects
-    await asyncio.shield(partials.discard(upload.storage_key, upload.storage_state))
+    try:
+        await asyncio.shield(partials.discard(upload.storage_key, upload.storage_state))
+    except Exception:
+        logger.warning("upload %s: its bytes are left to the janitor", upload.id, exc_info=True)
+        return
     if upload.state == store.FINISHING:
         # `finish` may have put the object in place already: it goes too.
         await asyncio.shield(delete_quietly(ctx.storage, upload.storage_key))
+    lease.released = await store.discarded(ctx.sessions, upload.id, lease.holder)
