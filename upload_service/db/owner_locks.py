@@ -16,8 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 # The first keys of the two-key advisory locks, one space per kind of write, so one kind never
-# waits on another's holder. (0x0E18 is taken by the event streams' cap.)
+# waits on another's holder (opening a stream never waits on that owner's event writes).
 EVENTS_SPACE = 0x0E17
+STREAMS_SPACE = 0x0E18
 UPLOADS_SPACE = 0x0E19
 
 _LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")

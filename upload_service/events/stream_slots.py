@@ -33,23 +33,19 @@ from ulid import ULID
 
 from upload_service.db.models import Base
 from upload_service.db.outage import database_required
+from upload_service.db.owner_locks import STREAMS_SPACE, lock_owner
 from upload_service.errors import TooManyStreams
-from upload_service.events.outbox import owner_key
 
 logger = logging.getLogger(__name__)
 
 LEASES: Table = Base.metadata.tables["event_stream_leases"]
 _l = LEASES.c
-# The first key of the two-key advisory locks: apart from the outbox's (0x0E17), so opening
-# a stream never waits on that owner's event writes.
-_LOCK_SPACE = 0x0E18
 # Renewed three times per lease: a live process keeps its rows through two missed renewals
 # (a database blip), and a dead one's expire within one lease.
 RENEWALS_PER_LEASE = 3
 _CLOSE_TIMEOUT_S = 2.0
 
 _IDS = ARRAY(String(40))
-_LOCK = text("SELECT pg_advisory_xact_lock(:space, :key)")
 # In a statement of its own after the lock, so its snapshot sees every row committed by whoever
 # held the lock before (a statement's snapshot is taken when it starts, before any lock wait).
 # The owner's expired rows (of a killed process) go on the way.
@@ -183,7 +179,7 @@ class PgStreamSlots:
                 database_required("opening an event stream"),
                 self._engine.begin() as conn,
             ):
-                await conn.execute(_LOCK, {"space": _LOCK_SPACE, "key": owner_key(owner)})
+                await lock_owner(conn, STREAMS_SPACE, owner)
                 taken = (await conn.execute(_TAKE, params)).first()
         except BaseException:
             # Cancelled or cut off while committing, the row may exist: delete it now rather
