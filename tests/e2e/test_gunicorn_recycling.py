@@ -23,8 +23,22 @@ HEALTH_OK = frozenset({"method": "GET", "route": "/health", "status": "200"}.ite
 FILE_BOUND = WORKERS * 2 + 2
 
 
+def get(server: LiveServer, path: str) -> tuple[httpx.Response, int]:
+    """The answer to a GET on a new connection, and how many connections went unanswered first.
+
+    A connection that a retiring worker accepted and closed unanswered is gunicorn's race, not
+    ours: send again.
+    """
+    for dropped in range(5):
+        try:
+            return httpx.get(f"{server.url}{path}", timeout=30), dropped
+        except httpx.TransportError:
+            continue
+    pytest.fail(f"five requests in a row for {path} went unanswered")
+
+
 def scrape(server: LiveServer) -> Samples:
-    return scraped(httpx.get(f"{server.url}/metrics", timeout=30).text)
+    return scraped(get(server, "/metrics")[0].text)
 
 
 def test_recycled_workers_leave_a_bounded_number_of_files_and_every_count(
@@ -36,18 +50,12 @@ def test_recycled_workers_leave_a_bounded_number_of_files_and_every_count(
     metrics_dir = Path(env["PROMETHEUS_MULTIPROC_DIR"])
     before = scrape(server).get(("http_requests_total", HEALTH_OK), 0.0)
 
-    # A new connection each time, so the requests count towards recycling. A connection that a
-    # retiring worker accepted and closed unanswered is gunicorn's race, not ours: send again.
+    # A new connection each time, so the requests count towards recycling.
     dropped = 0
     for _ in range(SENT):
-        for _attempt in range(5):
-            try:
-                assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200
-                break
-            except httpx.TransportError:
-                dropped += 1
-        else:
-            pytest.fail("five requests in a row went unanswered")
+        answer, unanswered = get(server, "/health")
+        assert answer.status_code == 200
+        dropped += unanswered
 
     booted = [e for e in log_entries(server.log) if "Booting worker" in e.get("message", "")]
     assert len(booted) >= WORKERS + SENT // (MAX_REQUESTS * 2), "workers were not recycled"
