@@ -25,7 +25,7 @@ import boto3
 import httpx
 import pytest
 from mypy_boto3_s3 import S3Client
-from playwright.sync_api import Error, Page, Route, expect
+from playwright.sync_api import Error, Page, Response, Route, expect
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -114,6 +114,39 @@ def part_number(url: str) -> int:
     found = re.search(r"[?&]partNumber=(\d+)", url)
     assert found, url
     return int(found.group(1))
+
+
+class PartGate:
+    """Holds back the part uploads (PUT) to S3 that `holds(part_number)` picks, so a test meets a
+    live upload to pause, reload or cancel; `stored` lists the parts S3 answered 200 for."""
+
+    def __init__(self, page: Page, moto_server: str, holds: Callable[[int], bool]) -> None:
+        self._page, self._s3, self._holds = page, moto_server, holds
+        self.held: list[Route] = []
+        self.stored: list[int] = []
+        page.on("response", self._count)
+
+    def _count(self, response: Response) -> None:
+        request = response.request
+        if request.method == "PUT" and response.url.startswith(self._s3) and response.ok:
+            self.stored.append(part_number(response.url))
+
+    def _route(self, route: Route) -> None:
+        if route.request.method == "PUT" and self._holds(part_number(route.request.url)):
+            self.held.append(route)
+            return
+        route.continue_()
+
+    def close(self) -> None:
+        self._page.route(f"{self._s3}/**", self._route)
+
+    def open(self) -> None:
+        """Let everything through again, and drop what was held."""
+        self._page.unroute(f"{self._s3}/**")
+        for route in self.held:
+            with contextlib.suppress(Error):  # A paused request is already gone.
+                route.abort()
+        self.held.clear()
 
 
 def test_small_and_multipart_files_go_straight_to_s3_and_a_disguised_one_is_refused(
@@ -209,29 +242,12 @@ def test_a_paused_upload_resumes_after_a_reload_from_the_parts_s3_holds_and_canc
         sign_in_by_keyboard(page, direct_page_server, "frank")
 
         # Part 1 goes through; every later part is held, so the pause meets a live upload.
-        held: list[Route] = []
-        stored: list[int] = []
-
-        def hold_after_part_one(route: Route) -> None:
-            request = route.request
-            if request.method == "PUT" and part_number(request.url) != 1:
-                held.append(route)
-                return
-            route.continue_()
-
-        page.on(
-            "response",
-            lambda r: (
-                stored.append(part_number(r.url))
-                if r.request.method == "PUT" and r.url.startswith(moto_server) and r.status == 200
-                else None
-            ),
-        )
-        page.route(f"{moto_server}/**", hold_after_part_one)
+        gate = PartGate(page, moto_server, holds=lambda part: part != 1)
+        gate.close()
         page.locator("#file-input").set_input_files(str(large))
         upload = page.locator('li.upload[data-filename="resume.pdf"]')
         expect(upload).to_have_attribute("data-route", "direct")
-        wait_until(page, lambda: stored == [1] and len(held) == 1)
+        wait_until(page, lambda: gate.stored == [1] and len(gate.held) == 1)
         upload.get_by_role("button", name="Pause resume.pdf").click()
         expect(upload).to_have_attribute("data-state", "paused")
         expect(upload.locator(".status")).to_contain_text("Paused at")
@@ -239,10 +255,7 @@ def test_a_paused_upload_resumes_after_a_reload_from_the_parts_s3_holds_and_canc
         assert serious_accessibility_violations(page) == []
 
         page.reload()
-        page.unroute(f"{moto_server}/**")
-        for route in held:
-            with contextlib.suppress(Error):  # The paused request is already gone.
-                route.abort()
+        gate.open()
         expect(page.locator("#unfinished")).to_contain_text("resume.pdf")
         after_reload = requests_to(page, moto_server)
         page.locator("#file-input").set_input_files(str(large))
@@ -261,11 +274,10 @@ def test_a_paused_upload_resumes_after_a_reload_from_the_parts_s3_holds_and_canc
         )
 
         # Cancel: the service removes the upload (DELETE), and S3 keeps nothing of it.
-        held.clear()
-        page.route(f"{moto_server}/**", hold_after_part_one)
+        gate.close()
         page.locator("#file-input").set_input_files(str(large))
         second = page.locator('li.upload[data-filename="resume.pdf"][data-state="uploading"]')
-        wait_until(page, lambda: len(held) == 1)
+        wait_until(page, lambda: len(gate.held) == 1)
         with page.expect_response(
             lambda r: r.request.method == "DELETE" and "/v1/uploads/direct/" in r.url
         ) as deleted:
@@ -274,10 +286,7 @@ def test_a_paused_upload_resumes_after_a_reload_from_the_parts_s3_holds_and_canc
         cancelled = page.locator('li.upload[data-filename="resume.pdf"][data-state="cancelled"]')
         expect(cancelled.locator(".status")).to_have_text("Cancelled")
         screenshot(page, "18-direct-cancelled")
-        page.unroute(f"{moto_server}/**")
-        for route in held:
-            with contextlib.suppress(Error):
-                route.abort()
+        gate.open()
     assert s3_client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
 
 
@@ -288,36 +297,17 @@ def test_pause_and_resume_in_the_page_sends_only_the_parts_s3_lacks(
     with chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
         sign_in_by_keyboard(page, direct_page_server, "kim")
-        held: list[Route] = []
-        stored: list[int] = []
-
-        def hold_after_part_one(route: Route) -> None:
-            if route.request.method == "PUT" and part_number(route.request.url) != 1:
-                held.append(route)
-                return
-            route.continue_()
-
-        page.on(
-            "response",
-            lambda r: (
-                stored.append(part_number(r.url))
-                if r.request.method == "PUT" and r.url.startswith(moto_server) and r.status == 200
-                else None
-            ),
-        )
-        page.route(f"{moto_server}/**", hold_after_part_one)
+        gate = PartGate(page, moto_server, holds=lambda part: part != 1)
+        gate.close()
         page.locator("#file-input").set_input_files(str(large))
         upload = page.locator('li.upload[data-filename="again.pdf"]')
-        wait_until(page, lambda: stored == [1] and len(held) == 1)
+        wait_until(page, lambda: gate.stored == [1] and len(gate.held) == 1)
         upload.get_by_role("button", name="Pause again.pdf").click()
         expect(upload).to_have_attribute("data-state", "paused")
-        page.unroute(f"{moto_server}/**")
-        for route in held:
-            with contextlib.suppress(Error):
-                route.abort()
+        gate.open()
         upload.get_by_role("button", name="Resume again.pdf").click()
         expect(upload).to_have_attribute("data-state", "done", timeout=60_000)
-        assert stored == [1, 2]  # Part 1 was not sent again.
+        assert gate.stored == [1, 2]  # Part 1 was not sent again.
         token = page.evaluate(TOKEN)
     document = documents_by_name(direct_page_server, token)["again.pdf"]
     assert document["sha256"] == hashlib.sha256(content).hexdigest()
@@ -330,22 +320,12 @@ def test_an_upload_that_expired_meanwhile_starts_over(
     with chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
         sign_in_by_keyboard(page, direct_page_server, "jane")
-        held: list[Route] = []
-
-        def hold_all_parts(route: Route) -> None:
-            if route.request.method == "PUT":
-                held.append(route)
-                return
-            route.continue_()
-
-        page.route(f"{moto_server}/**", hold_all_parts)
+        gate = PartGate(page, moto_server, holds=lambda part: True)
+        gate.close()
         page.locator("#file-input").set_input_files(str(large))
-        wait_until(page, lambda: len(held) >= 1)
+        wait_until(page, lambda: len(gate.held) >= 1)
         page.reload()
-        page.unroute(f"{moto_server}/**")
-        for route in held:
-            with contextlib.suppress(Error):
-                route.abort()
+        gate.open()
         expect(page.locator("#unfinished")).to_contain_text("late.pdf")
 
         # Past its URLs' lifetime and grace (what the janitor expires): the service answers 410.
