@@ -13,7 +13,8 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 
-from upload_service.events.outbox import EVENTS_CHANNEL, owner_key
+from upload_service.db.owner_locks import owner_key
+from upload_service.events.outbox import EVENTS_CHANNEL
 from upload_service.events.stream_slots import StreamSlot, StreamSlots
 from upload_service.events.wakeups import Wakeups
 

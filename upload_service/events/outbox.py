@@ -31,14 +31,11 @@ from sqlalchemy import Table, bindparam, insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from upload_service.db.models import Base, Document, utcnow
-from upload_service.db.owner_locks import EVENTS_SPACE
-from upload_service.db.owner_locks import owner_key as owner_key
+from upload_service.db.owner_locks import EVENTS_SPACE, owner_key
 
 EVENTS: Table = Base.metadata.tables["document_events"]
 EVENTS_CHANNEL = "document_events"
 JOBS_CHANNEL = "upload_jobs"
-# The first key of PostgreSQL's two-key advisory locks: a space of our own for owner locks.
-_LOCK_SPACE = EVENTS_SPACE
 PENDING_WAKEUPS = "upload_service.pending_wakeups"
 """Key in a connection's `info` of the (channel, payload) wake-ups a SQLite commit sends."""
 _COLLECTED = "upload_service.collected_outbox"
@@ -179,7 +176,7 @@ async def _write(
         await conn.execute(
             _LOCK_NOTIFY_INSERT,
             {
-                "space": _LOCK_SPACE,
+                "space": EVENTS_SPACE,
                 "channel": EVENTS_CHANNEL,
                 "jobs_channel": JOBS_CHANNEL,
                 "wake_jobs": 1 if wake_jobs else 0,

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from upload_service.db.owner_locks import owner_key
 from upload_service.documents.schemas import DocumentOut
-from upload_service.events.outbox import DocumentChange, document_json, owner_key
+from upload_service.events.outbox import DocumentChange, document_json
 
 ROW = {
     "id": "doc_01HN3K8V2NKDQ7HTXJFR9CPWK0",
