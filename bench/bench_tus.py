@@ -406,6 +406,40 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
             s3.upload_file(str(big), "bench", "direct/big.pdf")
             return time.perf_counter() - started
 
+        def one_part_at_a_time() -> float:
+            # What a tus server must do at least: a PATCH's part can only go once its bytes
+            # are in, and the client sends the next PATCH only once this one is answered.
+            started = time.perf_counter()
+            upload = s3.create_multipart_upload(
+                Bucket="bench", Key="floor/big.pdf", ChecksumAlgorithm="CRC32"
+            )["UploadId"]
+            parts = []
+            with big.open("rb") as source:
+                while data := source.read(8 * MIB):
+                    number = len(parts) + 1
+                    sent = s3.upload_part(
+                        Bucket="bench",
+                        Key="floor/big.pdf",
+                        UploadId=upload,
+                        PartNumber=number,
+                        Body=data,
+                        ChecksumAlgorithm="CRC32",
+                    )
+                    parts.append(
+                        {
+                            "PartNumber": number,
+                            "ETag": sent["ETag"],
+                            "ChecksumCRC32": sent["ChecksumCRC32"],
+                        }
+                    )
+            s3.complete_multipart_upload(
+                Bucket="bench",
+                Key="floor/big.pdf",
+                UploadId=upload,
+                MultipartUpload={"Parts": parts},
+            )
+            return time.perf_counter() - started
+
         def tus(name: str, chunk_mib: int) -> Callable[[], float]:
             return lambda: tus_upload_all(urls[name], [big], headers, chunk_mib * MIB, chunks_dir)
 
@@ -414,6 +448,7 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
 
         contenders: list[tuple[str, Callable[[], float]]] = [
             ("direct", direct),
+            ("parts_s3_8", one_part_at_a_time),
             ("tus_s3_8", tus("s3", 8)),
             ("tus_s3_1", tus("s3", 1)),
             (
@@ -429,6 +464,7 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
                 timings.setdefault(name, []).append(contender())
                 empty_storage()
         best = {name: min(values) for name, values in timings.items()}
+        syncs = {chunk_mib: sync_cost(big, chunk_mib * MIB, work) for chunk_mib in (8, 1)}
 
         tiny = make_pdf(files / "tiny.pdf", 64 * 1024)
         memory: dict[str, tuple[int, int]] = {}
@@ -443,7 +479,32 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
         empty_storage()
 
     database_name = make_url(database_url).get_backend_name()
-    report(big_mib, mid_mib, args.rounds, database_name, best, memory, resume)
+    report(big_mib, mid_mib, args.rounds, database_name, best, memory, resume, syncs)
+
+
+def sync_cost(path: Path, chunk: int, work: Path, rounds: int = 3) -> float:
+    """Seconds an fdatasync after every `chunk` bytes adds to writing `path` on this disk (the
+    storage's), over one fsync at the end: what storing each PATCH before answering costs."""
+
+    def write(sync_each: bool) -> float:
+        target = work / "storage" / "sync-floor.bin"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        with path.open("rb") as source, target.open("wb") as out:
+            while data := source.read(chunk):
+                out.write(data)
+                if sync_each:
+                    out.flush()
+                    os.fdatasync(out.fileno())
+            out.flush()
+            os.fsync(out.fileno())
+        elapsed = time.perf_counter() - started
+        target.unlink()
+        return elapsed
+
+    each = min(write(True) for _ in range(rounds))
+    once = min(write(False) for _ in range(rounds))
+    return max(0.0, each - once)
 
 
 def report(
@@ -454,6 +515,7 @@ def report(
     best: dict[str, float],
     memory: dict[str, tuple[int, int]],
     resume: dict[str, ResumeCost],
+    syncs: dict[int, float],
 ) -> None:
     def rate(seconds: float) -> str:
         return f"{big_mib / seconds:7.1f} MiB/s"
@@ -466,6 +528,7 @@ def report(
     print(f"{'throughput':44} {'time':>8}  {'rate':>14}")
     for name, label in [
         ("direct", "direct boto3 upload_file -> S3"),
+        ("parts_s3_8", "boto3, one 8 MiB part at a time -> S3"),
         ("tus_s3_8", "tus, 8 MiB PATCHes -> S3"),
         ("tus_s3_1", "tus, 1 MiB PATCHes -> S3"),
         ("multipart_local", "plain multipart upload -> local disk"),
@@ -492,6 +555,21 @@ def report(
         )
 
     multipart = best["multipart_local"]
+    print(
+        "\nfloors: what storing each PATCH before answering costs on this machine, whoever the"
+        " server\n"
+        f"{'one part at a time / direct boto3 time (S3)':48} "
+        f"{best['parts_s3_8'] / best['direct']:8.2f}\n"
+        f"{'tus 8 MiB S3 time / one part at a time':48} "
+        f"{best['tus_s3_8'] / best['parts_s3_8']:8.2f}"
+    )
+    for chunk_mib, cost in syncs.items():
+        floor, tus_time = multipart + cost, best[f"tus_local_{chunk_mib}"]
+        print(
+            f"{f'fdatasync every {chunk_mib} MiB adds, s':48} {cost:8.2f}"
+            f"  (multipart / (multipart + that) = {multipart / floor:.2f};"
+            f" (multipart + that) / tus {chunk_mib} MiB = {floor / tus_time:.2f})"
+        )
     goals = [
         ("tus 8 MiB local / multipart throughput", multipart / best["tus_local_8"], ">=", 0.85),
         ("tus 1 MiB local / multipart throughput", multipart / best["tus_local_1"], ">=", 0.60),
