@@ -2,7 +2,8 @@
 
 The part being filled is the saved tail (in S3) followed by this request's new bytes (in
 memory). A part is sent the moment it is full: the tail is read back into the front of its
-buffer first, so an upload in whole-part requests never writes a tail at all. `save` stores
+buffer first (from this process's `TailCache` when it stored them, else from S3), so an upload
+in whole-part requests never writes a tail at all. `save` stores
 what is left over as one more tail object and waits for the parts in flight; only then are
 the bytes counted. Part numbers go on from the saved state, so a part that a lost request sent
 under the same number is simply replaced, and numbers never grow with resumes.
@@ -35,6 +36,7 @@ from upload_service.storage.s3_partial_state import (
     tails_prefix,
 )
 from upload_service.storage.s3_parts import PartsInFlight
+from upload_service.storage.s3_tail_cache import TailCache
 from upload_service.storage.s3_writer import CHECKSUM_ALGORITHM, SMALL_OBJECT_BYTES
 
 if TYPE_CHECKING:
@@ -55,19 +57,36 @@ def crc32_base64(crc: int) -> str:
 
 
 async def read_tail_into(
-    storage: S3Storage, segments: Iterable[TailSegment], buffer: bytearray, at: int
+    storage: S3Storage,
+    segments: Iterable[TailSegment],
+    buffer: bytearray,
+    at: int,
+    cache: TailCache,
 ) -> None:
-    """Read the segments back into `buffer` from `at`, in order, all at once; check each one's
-    size and CRC32."""
+    """Read the segments back into `buffer` from `at`, in order, all at once (from the cache
+    when this process still has them); check each one's size and CRC32."""
     try:
         async with asyncio.TaskGroup() as group:
             position = at
             for segment in segments:
+                cached = cache.get(segment.key)
+                if cached is not None and _copy_cached(segment, cached, buffer, position):
+                    position += segment.size
+                    continue
                 group.create_task(_read_segment(storage, segment, buffer, position))
                 position += segment.size
     except BaseExceptionGroup as failed:
         # The first failure is the answer (a missing or changed tail); the rest were cancelled.
         raise failed.exceptions[0] from None
+
+
+def _copy_cached(segment: TailSegment, cached: bytes, buffer: bytearray, start: int) -> bool:
+    # A cached copy is the object's bytes by construction; checked all the same, and a copy
+    # that does not match is simply not used.
+    if len(cached) != segment.size or zlib.crc32(cached) != segment.crc32:
+        return False
+    buffer[start : start + segment.size] = cached
+    return True
 
 
 async def _read_segment(
@@ -84,8 +103,10 @@ async def _read_segment(
         raise ValueError(f"tail object {segment.key} differs from what was saved")
 
 
-async def delete_objects(storage: S3Storage, keys: Iterable[str]) -> None:
+async def delete_objects(storage: S3Storage, keys: Iterable[str], cache: TailCache) -> None:
     """Delete the objects, a thousand per request; missing ones are already deleted."""
+    keys = list(keys)
+    cache.discard(keys)
     batch: list[str] = []
     for key in keys:
         batch.append(key)
@@ -109,8 +130,11 @@ async def _delete_batch(storage: S3Storage, keys: list[str]) -> None:
 class S3Appender:
     """Bytes one request appends to a partial object on S3; nothing counts before `save`."""
 
-    def __init__(self, storage: S3Storage, key: str, saved: S3PartialState) -> None:
+    def __init__(
+        self, storage: S3Storage, key: str, saved: S3PartialState, cache: TailCache
+    ) -> None:
         self._storage = storage
+        self._cache = cache
         self._key = key
         self._saved = saved
         self._part_size = storage.part_size
@@ -213,10 +237,14 @@ class S3Appender:
 
     async def _send_part(self) -> None:
         if self._tail:
-            await read_tail_into(self._storage, self._tail, self._whole_part_buffer(), 0)
+            await read_tail_into(
+                self._storage, self._tail, self._whole_part_buffer(), 0, self._cache
+            )
         # The next part waits here, holding its buffer, while too many are sending.
         part_number = await self._sending.make_room()
         self._absorbed.extend(segment.key for segment in self._tail)
+        # Inside a part now: only a request that fails before it saves reads them again (from S3).
+        self._cache.discard(segment.key for segment in self._tail)
         self._tail, self._tail_size = (), 0
         self._part_start += self._part_size
         assert self._buffer is not None
@@ -251,7 +279,7 @@ class S3Appender:
         if merged or self._buffer is not None:
             await self._reservation.cover(self._part_size)
             buffer = self._whole_part_buffer()
-            await read_tail_into(self._storage, merged, buffer, start)
+            await read_tail_into(self._storage, merged, buffer, start, self._cache)
             # Cut in place (no copy): the bytes before `start` and after the new ones go.
             del buffer[self._tail_size + self._filled :]
             del buffer[:start]
@@ -275,10 +303,15 @@ class S3Appender:
                 ChecksumAlgorithm=CHECKSUM_ALGORITHM,
                 ChecksumCRC32=crc32_base64(crc),
             )
+            if isinstance(body, bytes):
+                # The usual tail, joined from the chunks as they came. A merged one was cut from
+                # a whole-part buffer, whose memory it may still hold: not kept.
+                self._cache.put(segment_key, body)
         finally:
             del body
             self._reservation.release()
         self._absorbed.extend(segment.key for segment in merged)
+        self._cache.discard(segment.key for segment in merged)
         self._tail = (*kept, TailSegment(segment_key, size, crc))
         self._tail_size = size + sum(segment.size for segment in kept)
         self._filled = 0
@@ -299,7 +332,7 @@ class S3Appender:
         # next part of that number replaces each one, and completion leaves out the rest.
         if self._written:
             try:
-                await delete_objects(self._storage, self._written)
+                await delete_objects(self._storage, self._written, self._cache)
             except Exception:
                 logger.warning("tail objects of %s left for finish or discard", self._key)
 

@@ -19,6 +19,7 @@ from upload_service.storage.partial import PartialState
 from upload_service.storage.s3 import _NOT_FOUND_CODES, _code
 from upload_service.storage.s3_appender import S3Appender, delete_objects, read_tail_into
 from upload_service.storage.s3_partial_state import S3PartialState, SavedPart, tails_prefix
+from upload_service.storage.s3_tail_cache import TailCache
 from upload_service.storage.s3_writer import CHECKSUM_ALGORITHM
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class S3PartialObjects:
 
     def __init__(self, storage: S3Storage) -> None:
         self._storage = storage
+        self.tails = TailCache()
 
     async def begin(self, key: str) -> PartialState:
         """Start the multipart upload on `key`; its id is the whole of the first state."""
@@ -63,7 +65,7 @@ class S3PartialObjects:
         if saved.garbage:
             # The caller stored the state that no longer needs them: nobody reads them again.
             self._storage._keep_alive(self._delete_quietly(list(saved.garbage)))
-        return S3Appender(self._storage, key, saved)
+        return S3Appender(self._storage, key, saved, self.tails)
 
     async def finish(self, key: str, state: PartialState) -> None:
         """Send the tail as the last part and complete the upload; idempotent once done.
@@ -110,7 +112,7 @@ class S3PartialObjects:
         try:
             await reservation.cover(size)
             body = bytearray(size)
-            await read_tail_into(self._storage, saved.tail, body, 0)
+            await read_tail_into(self._storage, saved.tail, body, 0, self.tails)
             number = saved.next_part_number
             sent = await self._storage._upload_part(key, saved.upload_id, number, body)
             del body
@@ -150,10 +152,10 @@ class S3PartialObjects:
     async def _remove_tails(self, key: str) -> None:
         """Delete every tail object of `key`, those of requests that never saved included."""
         keys = [stored.key async for stored in self._storage.list_objects(tails_prefix(key))]
-        await delete_objects(self._storage, keys)
+        await delete_objects(self._storage, keys, self.tails)
 
     async def _delete_quietly(self, keys: list[str]) -> None:
         try:
-            await delete_objects(self._storage, keys)
+            await delete_objects(self._storage, keys, self.tails)
         except Exception:
             logger.warning("could not delete %d absorbed tail object(s)", len(keys))

@@ -11,7 +11,7 @@ import hashlib
 import json
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -26,10 +26,12 @@ from tests.integration.storage.test_s3_storage import (
     read_all,
 )
 from upload_service.errors import StorageUnavailable
+from upload_service.storage.base import ByteRange
 from upload_service.storage.budget import BufferBudget
 from upload_service.storage.partial import PartialState
 from upload_service.storage.s3 import MIN_PART_SIZE, PART_SIZE, S3Storage
 from upload_service.storage.s3_appender import MAX_TAIL_SEGMENTS
+from upload_service.storage.s3_tail_cache import TailCache
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -84,10 +86,21 @@ def open_uploads(s3_client: S3Client, bucket: str) -> list[str]:
     return [u["Key"] for u in s3_client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
 
 
+class CountingReads(S3Storage):
+    """An S3 storage that counts the objects it reads under the tails' prefix."""
+
+    tail_reads = 0
+
+    def read(self, key: str, byte_range: ByteRange | None = None) -> AsyncGenerator[bytes, None]:
+        if key.startswith(TAILS):
+            self.tail_reads += 1
+        return super().read(key, byte_range)
+
+
 @pytest.fixture
-async def other_process(moto_server: str, s3_bucket: str) -> AsyncIterator[S3Storage]:
+async def other_process(moto_server: str, s3_bucket: str) -> AsyncIterator[CountingReads]:
     """A second storage with a budget of its own: what another process of the service has."""
-    storage = S3Storage(s3_bucket, moto_server, TEST_REGION, BufferBudget(64 * MIB))
+    storage = CountingReads(s3_bucket, moto_server, TEST_REGION, BufferBudget(64 * MIB))
     yield storage
     await storage.aclose()
 
@@ -196,14 +209,80 @@ async def test_a_process_with_parts_shorter_than_the_saved_tail_refuses_to_appen
 
 
 async def test_a_tail_object_that_changed_is_refused(
-    s3_storage: S3Storage, s3_client: S3Client, s3_bucket: str
+    s3_storage: S3Storage, other_process: S3Storage, s3_client: S3Client, s3_bucket: str
 ) -> None:
     _, state = await upload(s3_storage, payload(2 * MIB), 2 * MIB)
     [tail_key] = keys_under(s3_client, s3_bucket, TAILS)
     s3_client.put_object(Bucket=s3_bucket, Key=tail_key, Body=payload(2 * MIB, 99))
 
     with pytest.raises(ValueError, match="differs"):
-        await s3_storage.partial_objects.finish(KEY, state)
+        await other_process.partial_objects.finish(KEY, state)
+
+
+# --- the tail cache -------------------------------------------------------------------------
+
+
+async def test_the_process_that_stored_the_tail_sends_the_part_without_reading_it_back(
+    other_process: CountingReads, s3_client: S3Client, s3_bucket: str
+) -> None:
+    data = payload(20 * MIB)
+
+    _, state = await upload(other_process, data, 1 * MIB)
+    assert part_sizes(s3_client, s3_bucket, state) == {1: PART_SIZE, 2: PART_SIZE}
+    await other_process.partial_objects.finish(KEY, state)
+
+    assert other_process.tail_reads == 0
+    assert sha256(await read_all(other_process, KEY)) == sha256(data)
+    assert other_process.partial_objects.tails.held == 0  # every tail absorbed or deleted
+
+
+async def test_another_process_reads_the_tail_from_s3(
+    s3_storage: S3Storage, other_process: CountingReads
+) -> None:
+    first, second = payload(3 * MIB, 1), payload(6 * MIB, 2)
+    offset, state = await upload(s3_storage, first, 1 * MIB)
+
+    offset, state = await append(other_process, state, offset, second)
+    await other_process.partial_objects.finish(KEY, state)
+
+    assert other_process.tail_reads == 3  # the three 1 MiB tail objects the first process stored
+    assert sha256(await read_all(other_process, KEY)) == sha256(first + second)
+
+
+async def test_a_cached_tail_that_does_not_match_the_saved_one_is_read_from_s3(
+    other_process: CountingReads,
+) -> None:
+    data = payload(9 * MIB)
+    offset, state = await upload(other_process, data[: 2 * MIB], 1 * MIB)
+    tails = other_process.partial_objects.tails
+    for segment in state["tail"]:
+        tails.put(segment["key"], b"x" * segment["size"])  # same size, wrong bytes
+
+    offset, state = await append(other_process, state, offset, data[2 * MIB :])
+    await other_process.partial_objects.finish(KEY, state)
+
+    assert other_process.tail_reads == 2
+    assert sha256(await read_all(other_process, KEY)) == sha256(data)
+
+
+def test_the_tail_cache_forgets_the_oldest_entries_past_its_size() -> None:
+    cache = TailCache(max_bytes=3 * MIB)
+    for name in "abc":
+        cache.put(name, b"1" * MIB)
+
+    cache.put("d", b"2" * (2 * MIB))
+    cache.put("huge", b"3" * (4 * MIB))  # larger than the whole cache: not kept
+
+    assert [cache.get(name) is not None for name in ("a", "b", "c", "d", "huge")] == [
+        False,
+        False,
+        True,
+        True,
+        False,
+    ]
+    assert cache.held == 3 * MIB
+    cache.discard(["c", "d", "never-there"])
+    assert cache.held == 0
 
 
 # --- lost requests --------------------------------------------------------------------------
