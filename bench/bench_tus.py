@@ -239,9 +239,19 @@ def resume_cost(
 
 
 def memory_growth(
-    base: str, pid: int, paths: list[Path], tiny: Path, headers: dict[str, str], chunks_dir: Path
+    base: str,
+    pid: int,
+    paths: list[Path],
+    tiny: Path,
+    headers: dict[str, str],
+    chunks_dir: Path,
+    small_patches: bool = False,
 ) -> list[tuple[str, tuple[int, int]]]:
-    """(idle, peak) RSS in KiB of a fresh service `pid` while `paths` are uploaded at once."""
+    """(idle, peak) RSS in KiB of a fresh service `pid` while `paths` are uploaded at once.
+
+    With `small_patches`, only in 1 MiB PATCHes: a process of its own, since their many small
+    buffers leave the heap larger than they found it, which would raise the peaks after them.
+    """
     # Idle = after one small warm-up tus upload and one plain upload: first-use costs (botocore's
     # S3 model, SQL compilation caches) are paid once per process, not per upload.
     tus_upload_all(base, [tiny], headers, 8 * MIB, chunks_dir)
@@ -254,6 +264,13 @@ def memory_growth(
         ("tus one PATCH", lambda: tus_upload_all(base, paths, headers, whole, chunks_dir)),
         ("plain upload", lambda: upload_all(f"{base}/v1/documents", paths, headers)),
     ]
+    if small_patches:
+        uploads = [
+            (
+                "tus 1 MiB PATCHes",
+                lambda: tus_upload_all(base, paths, headers, 1 * MIB, chunks_dir),
+            )
+        ]
     found = []
     for label, upload in uploads:
         reset_peak(pid)
@@ -351,7 +368,7 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
             "warning",
         ]
 
-    names = ("s3", "local", "s3_mem", "local_mem")
+    names = ("s3", "local", "s3_mem", "local_mem", "s3_mem_1", "local_mem_1")
     ports = {name: free_port() for name in names}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     loop = LoopThread()
@@ -386,7 +403,14 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
             "STORAGE_BACKEND": "local",
             "LOCAL_STORAGE_DIR": str(work / "storage"),
         }
-        envs = {"s3": s3_env, "local": local_env, "s3_mem": s3_env, "local_mem": local_env}
+        envs = {
+            "s3": s3_env,
+            "local": local_env,
+            "s3_mem": s3_env,
+            "local_mem": local_env,
+            "s3_mem_1": s3_env,
+            "local_mem_1": local_env,
+        }
         pids = {
             name: stack.enter_context(
                 process(uvicorn(ports[name]), envs[name], f"{urls[name]}/health", work / name)
@@ -468,10 +492,13 @@ def run(work: Path, args: argparse.Namespace, database_url: str) -> None:
 
         tiny = make_pdf(files / "tiny.pdf", 64 * 1024)
         memory: dict[str, tuple[int, int]] = {}
-        for name in ("s3_mem", "local_mem"):
-            found = memory_growth(urls[name], pids[name], mids, tiny, headers, chunks_dir)
-            memory.update({f"{name[:-4]}, {label}": figures for label, figures in found})
-            empty_storage()
+        for backend in ("s3", "local"):
+            for name, small in ((f"{backend}_mem", False), (f"{backend}_mem_1", True)):
+                found = memory_growth(
+                    urls[name], pids[name], mids, tiny, headers, chunks_dir, small
+                )
+                memory.update({f"{backend}, {label}": figures for label, figures in found})
+                empty_storage()
 
         resume = {
             name: resume_cost(ports[name], unique, token, 8 * MIB, loop) for name in ("local", "s3")
@@ -577,10 +604,16 @@ def report(
         ("tus 1 MiB S3 time / direct boto3 time", best["tus_s3_1"] / best["direct"], "<=", 1.30),
     ]
     for backend in ("s3", "local"):
-        idle, peak = memory[f"{backend}, tus 8 MiB PATCHes"]
-        goals.append(
-            (f"RSS growth, 8 tus uploads ({backend}), MiB", (peak - idle) / 1024, "<=", 80)
-        )
+        for patch_mib in (8, 1):
+            idle, peak = memory[f"{backend}, tus {patch_mib} MiB PATCHes"]
+            goals.append(
+                (
+                    f"RSS growth, 8 tus uploads ({backend}, {patch_mib} MiB), MiB",
+                    (peak - idle) / 1024,
+                    "<=",
+                    80,
+                )
+            )
     for name, cost in resume.items():
         goals.append(
             (f"bytes sent again after the cut ({name}), MiB", cost.extra_bytes / MIB, "<=", 8)
