@@ -3,10 +3,10 @@
 The part being filled is the saved tail (in S3) followed by this request's new bytes (in
 memory). A part is sent the moment it is full: the tail is read back into the front of its
 buffer first (from this process's `TailCache` when it stored them, else from S3), so an upload
-in whole-part requests never writes a tail at all. `save` stores
-what is left over as one more tail object and waits for the parts in flight; only then are
-the bytes counted. Part numbers go on from the saved state, so a part that a lost request sent
-under the same number is simply replaced, and numbers never grow with resumes.
+in whole-part requests never writes a tail at all. `save` stores what is left over as one more
+tail object and waits for the parts in flight; only then are the bytes counted. Part numbers
+go on from the saved state, so a part that a lost request sent under the same number is simply
+replaced, and numbers never grow with resumes.
 
 Tail objects are never rewritten in place: the saved state must stay readable until the caller
 has stored the new one. Each save adds one segment, and takes into it the trailing segments
