@@ -259,17 +259,19 @@ def memory_growth(
     time.sleep(1.0)
     idle = rss_kib(pid)
     whole = paths[0].stat().st_size
-    uploads: list[tuple[str, Callable[[], float]]] = [
-        ("tus 8 MiB PATCHes", lambda: tus_upload_all(base, paths, headers, 8 * MIB, chunks_dir)),
-        ("tus one PATCH", lambda: tus_upload_all(base, paths, headers, whole, chunks_dir)),
-        ("plain upload", lambda: upload_all(f"{base}/v1/documents", paths, headers)),
-    ]
+    uploads: list[tuple[str, Callable[[], float]]]
     if small_patches:
         uploads = [
+            ("tus 1 MiB PATCHes", lambda: tus_upload_all(base, paths, headers, MIB, chunks_dir))
+        ]
+    else:
+        uploads = [
             (
-                "tus 1 MiB PATCHes",
-                lambda: tus_upload_all(base, paths, headers, 1 * MIB, chunks_dir),
-            )
+                "tus 8 MiB PATCHes",
+                lambda: tus_upload_all(base, paths, headers, 8 * MIB, chunks_dir),
+            ),
+            ("tus one PATCH", lambda: tus_upload_all(base, paths, headers, whole, chunks_dir)),
+            ("plain upload", lambda: upload_all(f"{base}/v1/documents", paths, headers)),
         ]
     found = []
     for label, upload in uploads:
